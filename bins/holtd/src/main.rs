@@ -1,0 +1,183 @@
+//! holtd: the Holt server. It reads its configuration, opens the store, loads the templates,
+//! starts the engine and serves HTTP until SIGINT or SIGTERM; nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use holt_domain::TemplateCatalog;
+use holt_engine::{Engine, EngineConfig};
+use holt_http::HttpConfig;
+use holt_storage::templates::{self, LoadError};
+use holt_storage::{Durability, SqliteConfig, SqliteStore};
+
+/// The port holtd listens on when `--listen` is not given.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8446";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "holtd",
+    version,
+    about = "Holt: a job orchestration server speaking Otter's Job Orchestration API"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validates every template in a directory and prints all problems; exits non-zero if any.
+    Check {
+        /// The templates directory.
+        #[arg(long, default_value = "templates")]
+        templates: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The address to listen on; port 0 picks a free port. The bound address is printed.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// The SQLite database file; created when missing.
+    #[arg(long, default_value = "holt.db")]
+    db: PathBuf,
+    /// The directory of template files (`NAME.toml`).
+    #[arg(long, default_value = "templates")]
+    templates: PathBuf,
+    /// The most jobs that execute at once; the rest wait as Pending.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_jobs: u32,
+    /// full: an acknowledged write is on disk. normal: it survives a crash of holtd but the
+    /// last moments may be lost on power loss.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+    /// Seconds that shutdown lets running jobs go on before stopping them.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOLT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Some(Command::Check { templates }) => check(&templates),
+        None => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("holtd: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(cli.serve)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("holtd: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_templates(dir: &Path) -> Result<TemplateCatalog, LoadError> {
+    templates::load_dir(dir, holt_engine::check_template)
+}
+
+fn check(dir: &Path) -> ExitCode {
+    match load_templates(dir) {
+        Ok(catalog) => {
+            println!("{}: {} templates OK", dir.display(), catalog.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let catalog =
+        load_templates(&args.templates).map_err(|e| format!("templates not loaded:\n{e}"))?;
+    let mut store_config = SqliteConfig::new(&args.db);
+    store_config.durability = match args.durability {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
+    let store = SqliteStore::open(&store_config)
+        .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let engine_config = EngineConfig {
+        max_concurrent_jobs: args.max_concurrent_jobs as usize,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let engine = Engine::start(Arc::new(store), catalog, engine_config)
+        .await
+        .map_err(|e| format!("cannot start the engine: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    // Scripts and tests read the bound address from this line (port 0 picks a free port).
+    println!("holtd listening on http://{addr}");
+    tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
+
+    holt_http::serve(
+        listener,
+        engine.clone(),
+        HttpConfig::default(),
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("stopped accepting; waiting for running jobs");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+    engine.shutdown().await;
+    tracing::info!("holtd stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

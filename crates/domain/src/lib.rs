@@ -1,0 +1,25 @@
+//! Holt's domain: the pure types and rules every other crate speaks in. Template names, job
+//! tokens, the five job statuses, log levels and the text form of a log body, variables and
+//! their overriding rule, and job templates with their hashed API keys.
+//!
+//! This crate does no I/O: no files, no clock, no network, no async runtime. It may depend on
+//! `holt-plan` (a template carries its parsed plan) and on small pure libraries (serde, toml,
+//! sha2, subtle); it must never depend on tokio, hyper or rusqlite. Callers pass in the time.
+
+mod error;
+mod key;
+mod log;
+mod name;
+mod status;
+mod template;
+mod token;
+mod vars;
+
+pub use error::DomainError;
+pub use key::ApiKey;
+pub use log::{LogEntry, LogLevel, ScopePath, format_entry, format_line, split_message};
+pub use name::TemplateName;
+pub use status::JobStatus;
+pub use template::{Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl};
+pub use token::JobToken;
+pub use vars::{VarName, Variables};

@@ -1,0 +1,332 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{ApiKey, TemplateName, VarName, Variables};
+
+/// A job template: a plan, its variables' defaults, and whether and how the API may trigger it.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The template's name: its file stem.
+    pub name: TemplateName,
+    /// What the template does, for people.
+    pub description: Option<String>,
+    /// Whether the Job Orchestration API may trigger it; templates opt in.
+    pub allow_api: bool,
+    /// The key a request must carry, if any.
+    pub api_key: Option<ApiKey>,
+    /// The plan's text exactly as written; a job records it so it can show what it ran.
+    pub plan_source: String,
+    /// The parsed plan.
+    pub plan: holt_plan::Plan,
+    /// Declared variables, in file order.
+    pub variables: Vec<VariableDecl>,
+    /// Where the plan's first character is in the file, as (line, column).
+    plan_origin: (u32, u32),
+}
+
+/// A variable a template declares, with its default and rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableDecl {
+    /// The variable's name.
+    pub name: VarName,
+    /// Its value when a trigger does not give one.
+    pub default: Option<String>,
+    /// Whether its value is masked as `***` in every log line.
+    pub secret: bool,
+}
+
+impl Template {
+    /// Where a position of the plan (1-based line and column) is in the template file, so that
+    /// later checks of the plan report in the file's coordinates like syntax errors do.
+    pub fn plan_position_in_file(&self, line: u32, column: u32) -> (u32, u32) {
+        shift(self.plan_origin, line, column)
+    }
+
+    /// The template's default values, before a job's own values override them.
+    pub fn defaults(&self) -> Variables {
+        self.variables
+            .iter()
+            .filter_map(|decl| Some((decl.name.clone(), decl.default.clone()?)))
+            .collect()
+    }
+
+    /// Reads a template from its TOML text. Every problem found is reported with the line and
+    /// column in that text, plan syntax errors included.
+    pub fn from_toml(name: TemplateName, text: &str) -> Result<Template, TemplateError> {
+        let file: TemplateFile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |span| span.start);
+            TemplateError::at(text, at, e.message().trim())
+        })?;
+        let mut errors = Vec::new();
+
+        let api_key = match (&file.api_key, &file.api_key_sha256) {
+            (Some(key), None) if key.get_ref().is_empty() => {
+                errors.push(diag(text, key.span(), "api_key must not be empty".into()));
+                None
+            }
+            (Some(key), None) => Some(ApiKey::from_plain(key.get_ref())),
+            (None, Some(hex)) => match ApiKey::from_sha256_hex(hex.get_ref()) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    errors.push(diag(text, hex.span(), e.to_string()));
+                    None
+                }
+            },
+            (Some(key), Some(_)) => {
+                errors.push(diag(
+                    text,
+                    key.span(),
+                    "give api_key or api_key_sha256, not both".into(),
+                ));
+                None
+            }
+            (None, None) => None,
+        };
+
+        let mut variables: Vec<VariableDecl> = Vec::new();
+        for (written, spec) in &file.variables {
+            let name = match written.parse::<VarName>() {
+                Ok(name) => name,
+                Err(e) => {
+                    errors.push(diag(text, spec.span(), e.to_string()));
+                    continue;
+                }
+            };
+            if variables.iter().any(|d| d.name == name) {
+                errors.push(diag(
+                    text,
+                    spec.span(),
+                    format!("variable {name} is declared twice (names ignore case)"),
+                ));
+                continue;
+            }
+            match VariableDecl::from_spec(name, spec.get_ref()) {
+                Ok(decl) => variables.push(decl),
+                Err(message) => errors.push(diag(text, spec.span(), message)),
+            }
+        }
+
+        let plan_source = file.plan.get_ref().clone();
+        let plan_origin = content_start(text, file.plan.span());
+        let plan = match holt_plan::parse(&plan_source) {
+            Ok(plan) => Some(plan),
+            Err(diagnostics) => {
+                for d in diagnostics.0 {
+                    let (line, column) = shift(plan_origin, d.pos.line, d.pos.column);
+                    errors.push(TemplateDiagnostic {
+                        line,
+                        column,
+                        message: d.message,
+                    });
+                }
+                None
+            }
+        };
+
+        match plan {
+            Some(plan) if errors.is_empty() => Ok(Template {
+                name,
+                description: file.description,
+                allow_api: file.allow_api,
+                api_key,
+                plan_source,
+                plan,
+                variables,
+                plan_origin,
+            }),
+            _ => Err(TemplateError {
+                diagnostics: errors,
+            }),
+        }
+    }
+}
+
+/// Moves a position in a plan to the file holding it, given where the plan starts.
+fn shift(origin: (u32, u32), line: u32, column: u32) -> (u32, u32) {
+    if line == 1 {
+        (origin.0, origin.1 + column - 1)
+    } else {
+        (origin.0 + line - 1, column)
+    }
+}
+
+impl VariableDecl {
+    fn from_spec(name: VarName, spec: &toml::Value) -> Result<VariableDecl, String> {
+        let scalar = |default: String| VariableDecl {
+            name: name.clone(),
+            default: Some(default),
+            secret: false,
+        };
+        match spec {
+            toml::Value::String(s) => Ok(scalar(s.clone())),
+            toml::Value::Integer(i) => Ok(scalar(i.to_string())),
+            toml::Value::Float(f) => Ok(scalar(f.to_string())),
+            toml::Value::Boolean(b) => Ok(scalar(b.to_string())),
+            toml::Value::Table(_) => {
+                let table: VariableTable =
+                    spec.clone().try_into().map_err(|e: toml::de::Error| {
+                        format!("variable {name}: {}", e.message().trim())
+                    })?;
+                Ok(VariableDecl {
+                    name,
+                    default: table.default,
+                    secret: table.secret,
+                })
+            }
+            toml::Value::Array(_) | toml::Value::Datetime(_) => Err(format!(
+                "variable {name}: expected a string, number or boolean, or a table"
+            )),
+        }
+    }
+}
+
+/// The file format, as serde reads it; `Template::from_toml` turns it into a `Template`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    description: Option<String>,
+    #[serde(default)]
+    allow_api: bool,
+    api_key: Option<Spanned<String>>,
+    api_key_sha256: Option<Spanned<String>>,
+    plan: Spanned<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariableTable {
+    default: Option<String>,
+    #[serde(default)]
+    secret: bool,
+}
+
+/// Why a template file was refused: every problem found, each at a line and column of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// The problems, in the order they were found.
+    pub diagnostics: Vec<TemplateDiagnostic>,
+}
+
+/// One problem in a template file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateDiagnostic {
+    /// 1-based line in the file.
+    pub line: u32,
+    /// 1-based column in the file, in characters.
+    pub column: u32,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl TemplateError {
+    fn at(text: &str, offset: usize, message: &str) -> Self {
+        let (line, column) = line_column(text, offset);
+        TemplateError {
+            diagnostics: vec![TemplateDiagnostic {
+                line,
+                column,
+                message: message.replace('\n', " "),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{}: {}", d.line, d.column, d.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+fn diag(text: &str, span: Range<usize>, message: String) -> TemplateDiagnostic {
+    let (line, column) = line_column(text, span.start);
+    TemplateDiagnostic {
+        line,
+        column,
+        message,
+    }
+}
+
+/// The 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line as u32, column as u32)
+}
+
+/// Where a string value's content starts in the file, so plan diagnostics can be moved from
+/// plan coordinates to file coordinates. A multi-line string's delimiter and the line break
+/// right after it are not content, as TOML says.
+fn content_start(text: &str, span: Range<usize>) -> (u32, u32) {
+    let raw = text.get(span.start..span.end).unwrap_or("");
+    let mut start = span.start;
+    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        start += 3;
+        let rest = &text[start..];
+        if rest.starts_with("\r\n") {
+            start += 2;
+        } else if rest.starts_with('\n') {
+            start += 1;
+        }
+    } else if raw.starts_with('\'') || raw.starts_with('"') {
+        start += 1;
+    }
+    line_column(text, start)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The templates a server has loaded, by name.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateCatalog {
+    by_name: std::collections::HashMap<TemplateName, std::sync::Arc<Template>>,
+}
+
+impl TemplateCatalog {
+    /// A catalog of these templates; a later template replaces an earlier one of the same name.
+    pub fn new(templates: impl IntoIterator<Item = Template>) -> Self {
+        TemplateCatalog {
+            by_name: templates
+                .into_iter()
+                .map(|t| (t.name.clone(), std::sync::Arc::new(t)))
+                .collect(),
+        }
+    }
+
+    /// The template of that name, if loaded.
+    pub fn get(&self, name: &TemplateName) -> Option<&std::sync::Arc<Template>> {
+        self.by_name.get(name)
+    }
+
+    /// How many templates are loaded.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether no template is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The loaded templates, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &std::sync::Arc<Template>> {
+        self.by_name.values()
+    }
+}

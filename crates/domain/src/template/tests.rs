@@ -1,0 +1,119 @@
+use super::*;
+
+fn load(text: &str) -> Result<Template, TemplateError> {
+    Template::from_toml("t".parse().unwrap(), text)
+}
+
+#[track_caller]
+fn check_err(text: &str, expect: &str) {
+    let err = load(text).expect_err("template was accepted");
+    assert_eq!(err.to_string(), expect);
+}
+
+#[test]
+fn reads_the_documented_format() {
+    let t = load(
+        r#"
+description = "Deploy HDARS"
+allow_api = true
+api_key = "secure123"
+plan = '''
+Log-Information "Deploying to $TargetServer";
+'''
+[variables]
+TargetServer = "HDARSV1"
+Retries = 3
+[variables.Password]
+secret = true
+default = "hunter2"
+"#,
+    )
+    .unwrap();
+    assert_eq!(t.description.as_deref(), Some("Deploy HDARS"));
+    assert!(t.allow_api);
+    assert!(t.api_key.as_ref().unwrap().verify("secure123"));
+    assert_eq!(
+        t.plan_source,
+        "Log-Information \"Deploying to $TargetServer\";\n"
+    );
+    let defaults = t.defaults();
+    assert_eq!(defaults.get("targetserver"), Some("HDARSV1"));
+    assert_eq!(defaults.get("Retries"), Some("3"));
+    assert_eq!(defaults.get("password"), Some("hunter2"));
+    let secret: Vec<&str> = t
+        .variables
+        .iter()
+        .filter(|d| d.secret)
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(secret, ["Password"]);
+}
+
+#[test]
+fn api_use_is_opt_in_and_keys_may_be_hashed() {
+    let t = load("plan = 'Log-Information hi;'").unwrap();
+    assert!(!t.allow_api);
+    assert!(t.api_key.is_none());
+    let t = load(
+        "api_key_sha256 = \"0f1f60c6a2e0ad6ab7bc5fb8ab6e4a3c0e3b3bd3df5bb3a7e0b0b2d1c1d6b2c8\"\nplan = ''",
+    )
+    .unwrap();
+    assert!(!t.api_key.unwrap().verify("secure123"));
+}
+
+#[test]
+fn errors_name_line_and_column() {
+    check_err(
+        "plan = 'x'\nallow_api = 3\n",
+        "2:13: invalid type: integer `3`, expected a boolean",
+    );
+    check_err(
+        "plan = ''\nbogus = 1\n",
+        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`",
+    );
+    check_err(
+        "plan = ''\napi_key = 'a'\napi_key_sha256 = 'b'\n",
+        "2:11: give api_key or api_key_sha256, not both",
+    );
+    check_err(
+        "plan = ''\napi_key_sha256 = 'abc'\n",
+        "2:18: invalid api_key_sha256: expected 64 hexadecimal digits",
+    );
+    check_err(
+        "plan = ''\n[variables]\n1bad = 'x'\n",
+        "3:8: invalid variable name \"1bad\": use up to 50 letters, digits, '_' or '-', starting with a letter",
+    );
+    check_err(
+        "plan = ''\n[variables]\nA = 'x'\na = 'y'\n",
+        "4:5: variable a is declared twice (names ignore case)",
+    );
+    check_err(
+        "plan = ''\n[variables]\nA = [1]\n",
+        "3:5: variable A: expected a string, number or boolean, or a table",
+    );
+    let err = load("description = 'x'\n").unwrap_err();
+    assert_eq!(err.diagnostics[0].message, "missing field `plan`");
+}
+
+#[test]
+fn plan_errors_are_placed_in_the_file() {
+    // A multi-line literal string: the plan's line 2 is the file's line 4.
+    let err = load(
+        "allow_api = true\nplan = '''\nLog-Information ok;\nLog-Information \"unterminated;\n'''\n",
+    )
+    .unwrap_err();
+    let d = &err.diagnostics[0];
+    assert_eq!((d.line, d.column), (4, 17), "{err}");
+    // A one-line string: plan columns are shifted by where the string starts.
+    let err = load("plan = 'Log-Information \"x'").unwrap_err();
+    let d = &err.diagnostics[0];
+    assert_eq!((d.line, d.column), (1, 25), "{err}");
+}
+
+#[test]
+fn variable_tables_refuse_unknown_fields() {
+    check_err(
+        "plan = ''\n[variables.A]\nsecrett = true\n",
+        "2:1: variable A: unknown field `secrett`, expected `default` or `secret`",
+    );
+}

@@ -1,0 +1,744 @@
+//! The interpreter: runs a plan's statements with OtterScript's execution-state rules.
+//!
+//! Execution state moves between normal, warning and failing; the final status follows from it.
+//! Control leaves a block early through a [`Signal`]: loop and module control, a raised error
+//! (catchable), `fail;` (not catchable), a stop (timeout, cancel, shutdown) or a store failure.
+
+mod eval;
+mod value;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use holt_domain::{JobToken, LogLevel, ScopePath, Variables};
+use holt_plan::{
+    ArgValue, Block, Directive, DirectiveKind, Else, Expr, If, Operation, Param, Plan, SetScope,
+    Statement, StatementKind,
+};
+use holt_storage::StoreError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::find_operation;
+use crate::joblog::JobLog;
+use value::{Env, Value, key_of};
+
+/// A job's execution state. The order matters: a later state is a worse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ExecState {
+    Normal,
+    Warning,
+    Failing,
+}
+
+impl ExecState {
+    fn word(self) -> &'static str {
+        match self {
+            ExecState::Normal => "normal",
+            ExecState::Warning => "warning",
+            ExecState::Failing => "error",
+        }
+    }
+}
+
+/// Why control left a block before its end.
+#[derive(Debug)]
+pub(crate) enum Signal {
+    Break,
+    Continue,
+    Return,
+    /// An error was raised and logged; `before` is the state just before the statement that
+    /// raised it, which a `catch` restores.
+    Raise {
+        before: ExecState,
+    },
+    /// `fail;`: the job ends at once; nothing catches it.
+    Fail,
+    /// The work was cancelled: by a timeout around it, or the whole job by cancel or shutdown.
+    Stopped,
+    /// The log could not be written.
+    Store(StoreError),
+}
+
+type Flow = Result<(), Signal>;
+type BoxFlow<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+
+/// The deepest module call chain allowed, so a module calling itself ends with an error rather
+/// than exhausting memory.
+const MAX_CALL_DEPTH: usize = 64;
+
+/// Runs a plan to its end and returns the final execution state.
+pub(crate) async fn run(
+    plan: &Plan,
+    token: JobToken,
+    variables: &Variables,
+    log: Arc<JobLog>,
+    cancel: &CancellationToken,
+) -> Result<ExecState, StoreError> {
+    let globals = variables
+        .iter()
+        .map(|(name, value)| {
+            (
+                ('$', name.key().to_owned()),
+                Value::Scalar(value.to_owned()),
+            )
+        })
+        .collect();
+    let modules = plan
+        .body
+        .statements
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StatementKind::Module { name, params, body } => Some((
+                name.to_lowercase(),
+                Arc::new(ModuleDef {
+                    name: name.clone(),
+                    params: params.clone(),
+                    body: body.clone(),
+                }),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut ctx = Ctx {
+        shared: Arc::new(Shared {
+            token,
+            log,
+            modules,
+            locks: Mutex::new(HashMap::new()),
+        }),
+        env: Env {
+            frames: vec![HashMap::new()],
+            globals: Arc::new(Mutex::new(globals)),
+        },
+        state: ExecState::Normal,
+        scope: ScopePath::root(),
+        cancel: cancel.clone(),
+        tasks: Vec::new(),
+        depth: 0,
+    };
+    let flow = ctx.statements(&plan.body).await;
+    // The end of a plan awaits everything still running.
+    let flow = flow.and(ctx.await_tasks(None).await);
+    match flow {
+        Ok(()) | Err(Signal::Return | Signal::Break | Signal::Continue) => Ok(ctx.state),
+        Err(Signal::Raise { .. } | Signal::Fail | Signal::Stopped) => Ok(ExecState::Failing),
+        Err(Signal::Store(e)) => Err(e),
+    }
+}
+
+/// What every part of a running job shares.
+#[derive(Debug)]
+struct Shared {
+    token: JobToken,
+    log: Arc<JobLog>,
+    /// Declared modules by case-folded name.
+    modules: HashMap<String, Arc<ModuleDef>>,
+    /// `with lock=name` locks by name.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug)]
+struct ModuleDef {
+    name: String,
+    params: Vec<Param>,
+    body: Block,
+}
+
+/// An async block started and not yet awaited.
+#[derive(Debug)]
+struct AsyncTask {
+    name: Option<String>,
+    handle: JoinHandle<(ExecState, Flow)>,
+}
+
+/// One line of execution: the main line, or an async block.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    shared: Arc<Shared>,
+    env: Env,
+    state: ExecState,
+    scope: ScopePath,
+    cancel: CancellationToken,
+    tasks: Vec<AsyncTask>,
+    depth: usize,
+}
+
+impl Ctx {
+    /// Writes to the job's log in the current scope.
+    async fn log(&self, level: LogLevel, text: &str) -> Flow {
+        self.shared
+            .log
+            .write(level, &self.scope, text)
+            .await
+            .map_err(Signal::Store)
+    }
+
+    /// Logs `message` as an error, sets the failing state and raises.
+    async fn raise(&mut self, message: &str) -> Flow {
+        let before = self.state;
+        self.log(LogLevel::Error, message).await?;
+        self.state = ExecState::Failing;
+        Err(Signal::Raise { before })
+    }
+
+    /// Runs a block in a new variable frame.
+    fn block<'a>(&'a mut self, block: &'a Block) -> BoxFlow<'a> {
+        Box::pin(async move {
+            self.env.push();
+            let flow = self.statements(block).await;
+            self.env.pop();
+            flow
+        })
+    }
+
+    /// Runs statements in the current frame.
+    fn statements<'a>(&'a mut self, block: &'a Block) -> BoxFlow<'a> {
+        Box::pin(async move {
+            for statement in &block.statements {
+                if self.cancel.is_cancelled() {
+                    return Err(Signal::Stopped);
+                }
+                self.statement(statement).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs one statement, inside the log scope its description names, if any.
+    async fn statement(&mut self, statement: &Statement) -> Flow {
+        let scoped = statement
+            .description
+            .as_deref()
+            .and_then(|d| d.lines().next())
+            .filter(|name| {
+                !name.trim().is_empty()
+                    && matches!(
+                        statement.kind,
+                        StatementKind::Operation(_)
+                            | StatementKind::Block(_)
+                            | StatementKind::With { .. }
+                            | StatementKind::Foreach { .. }
+                            | StatementKind::Try { .. }
+                            | StatementKind::If(_)
+                            | StatementKind::Call { .. }
+                    )
+            });
+        let outer = scoped.map(|name| {
+            let inner = self.scope.child(name.trim());
+            std::mem::replace(&mut self.scope, inner)
+        });
+        let flow = self.statement_kind(statement).await;
+        if let Some(outer) = outer {
+            self.scope = outer;
+        }
+        flow
+    }
+
+    async fn statement_kind(&mut self, statement: &Statement) -> Flow {
+        match &statement.kind {
+            StatementKind::Operation(op) => self.operation(op).await,
+            StatementKind::Set {
+                scope,
+                target,
+                value,
+            } => {
+                let value = match self.eval(value) {
+                    Ok(v) => v,
+                    Err(message) => return self.raise(&message).await,
+                };
+                if value.sigil() != target.sigil {
+                    return self
+                        .raise(&format!("cannot assign {} to {target}", value.kind()))
+                        .await;
+                }
+                let key = key_of(target);
+                match scope {
+                    SetScope::Default => self.env.set(key, value),
+                    SetScope::Local => self.env.set_local(key, value),
+                    SetScope::Global => self.env.set_global(key, value),
+                }
+                Ok(())
+            }
+            StatementKind::Block(body) => self.block(body).await,
+            StatementKind::With { directives, body } => self.with(directives, body).await,
+            StatementKind::Await(name) => self.await_tasks(Some(name.as_deref())).await,
+            StatementKind::If(branch) => self.branch(branch).await,
+            StatementKind::Foreach { var, source, body } => {
+                let items = match self.eval(source) {
+                    Ok(Value::List(items)) => items,
+                    Ok(Value::Map(entries)) => entries.into_keys().map(Value::Scalar).collect(),
+                    Ok(Value::Scalar(s)) => {
+                        return self
+                            .raise(&format!("foreach needs a list, found the string \"{s}\""))
+                            .await;
+                    }
+                    Err(message) => return self.raise(&message).await,
+                };
+                for item in items {
+                    if item.sigil() != var.sigil {
+                        return self
+                            .raise(&format!("cannot assign {} to {var}", item.kind()))
+                            .await;
+                    }
+                    let inner = self.scope.child(&format!("{var} = {item}"));
+                    let outer = std::mem::replace(&mut self.scope, inner);
+                    self.env.push();
+                    self.env.set_local(key_of(var), item);
+                    let flow = self.statements(body).await;
+                    self.env.pop();
+                    self.scope = outer;
+                    match flow {
+                        Ok(()) | Err(Signal::Continue) => {}
+                        Err(Signal::Break) => break,
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(())
+            }
+            StatementKind::Unsupported { construct, .. } => {
+                // The loader refuses these; a plan that got here anyway fails clearly.
+                self.raise(&format!("`{construct}` is not supported by Holt"))
+                    .await
+            }
+            StatementKind::Break => Err(Signal::Break),
+            StatementKind::Continue => Err(Signal::Continue),
+            StatementKind::Return => Err(Signal::Return),
+            StatementKind::Try { body, catch } => {
+                let started = self.tasks.len();
+                let flow = self.block(body).await;
+                // Async blocks started inside the try finish inside it, so their errors are
+                // caught here, where they began.
+                let awaited = self.await_from(started).await;
+                match flow.and(awaited) {
+                    Err(Signal::Raise { before }) => {
+                        self.state = before;
+                        self.block(catch).await
+                    }
+                    other => other,
+                }
+            }
+            StatementKind::Throw(message) => {
+                let text = match message {
+                    Some(expr) => match self.eval_text(expr) {
+                        Ok(text) => text,
+                        Err(message) => return self.raise(&message).await,
+                    },
+                    None => "An error was thrown.".to_owned(),
+                };
+                self.raise(&text).await
+            }
+            StatementKind::Fail => {
+                self.state = ExecState::Failing;
+                Err(Signal::Fail)
+            }
+            StatementKind::Error => {
+                self.state = ExecState::Failing;
+                Ok(())
+            }
+            StatementKind::Warn => {
+                self.warn();
+                Ok(())
+            }
+            StatementKind::ForceWarn => {
+                self.state = ExecState::Warning;
+                Ok(())
+            }
+            StatementKind::ForceNormal => {
+                self.state = ExecState::Normal;
+                Ok(())
+            }
+            // Modules are collected before the plan runs; the declaration itself does nothing.
+            StatementKind::Module { .. } => Ok(()),
+            StatementKind::Call { name, args } => self.call(name, args).await,
+        }
+    }
+
+    /// Moves to warning unless failing.
+    fn warn(&mut self) {
+        if self.state < ExecState::Warning {
+            self.state = ExecState::Warning;
+        }
+    }
+
+    fn branch<'a>(&'a mut self, branch: &'a If) -> BoxFlow<'a> {
+        Box::pin(async move {
+            let holds = match self.predicate(&branch.cond) {
+                Ok(holds) => holds,
+                Err(message) => return self.raise(&message).await,
+            };
+            if holds {
+                return self.block(&branch.then).await;
+            }
+            match branch.otherwise.as_deref() {
+                None => Ok(()),
+                Some(Else::Block(body)) => self.block(body).await,
+                Some(Else::If { branch, .. }) => self.branch(branch).await,
+            }
+        })
+    }
+
+    async fn call(&mut self, name: &str, args: &[(String, Expr)]) -> Flow {
+        let bare = name.rsplit_once("::").map_or(name, |(_, bare)| bare);
+        let Some(module) = self.shared.modules.get(&bare.to_lowercase()).cloned() else {
+            return self.raise(&format!("unknown module {name}")).await;
+        };
+        if self.depth >= MAX_CALL_DEPTH {
+            return self
+                .raise(&format!(
+                    "module calls are nested more than {MAX_CALL_DEPTH} deep"
+                ))
+                .await;
+        }
+        let mut frame = HashMap::new();
+        for (arg, expr) in args {
+            let Some(param) = module
+                .params
+                .iter()
+                .find(|p| p.var.name.eq_ignore_ascii_case(arg))
+            else {
+                return self
+                    .raise(&format!("module {} has no parameter {arg}", module.name))
+                    .await;
+            };
+            let value = match self.eval(expr) {
+                Ok(value) => value,
+                Err(message) => return self.raise(&message).await,
+            };
+            if value.sigil() != param.var.sigil {
+                return self
+                    .raise(&format!(
+                        "module {}: cannot pass {} as {}",
+                        module.name,
+                        value.kind(),
+                        param.var
+                    ))
+                    .await;
+            }
+            frame.insert(key_of(&param.var), value);
+        }
+        for param in &module.params {
+            let key = key_of(&param.var);
+            if frame.contains_key(&key) {
+                continue;
+            }
+            match &param.default {
+                Some(expr) => match self.eval(expr) {
+                    Ok(value) => {
+                        frame.insert(key, value);
+                    }
+                    Err(message) => return self.raise(&message).await,
+                },
+                None => {
+                    return self
+                        .raise(&format!(
+                            "module {}: missing argument {}",
+                            module.name, param.var
+                        ))
+                        .await;
+                }
+            }
+        }
+        // A module sees its parameters and the globals, not the caller's local variables.
+        let globals = self.env.globals.clone();
+        let caller = std::mem::replace(
+            &mut self.env,
+            Env {
+                frames: vec![frame],
+                globals,
+            },
+        );
+        self.depth += 1;
+        let flow = self.block(&module.body).await;
+        self.depth -= 1;
+        self.env = caller;
+        match flow {
+            Err(Signal::Return) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs a `with` statement: async outermost, then lock, then retry, then timeout, so that a
+    /// retried block gets a fresh timeout for each attempt.
+    async fn with(&mut self, directives: &[Directive], body: &Block) -> Flow {
+        let mut settings = WithSettings::default();
+        for directive in directives {
+            let result = match &directive.kind {
+                DirectiveKind::Async(name) => {
+                    settings.async_name = Some(name.clone());
+                    Ok(())
+                }
+                DirectiveKind::Retry(expr) => self
+                    .eval_text(expr)
+                    .and_then(|t| {
+                        t.trim()
+                            .parse::<u32>()
+                            .map_err(|_| format!("retry needs a whole number, found \"{t}\""))
+                    })
+                    .map(|n| settings.retries = n),
+                DirectiveKind::Timeout(expr) => self
+                    .eval_text(expr)
+                    .and_then(|t| seconds(&t).map_err(|e| format!("timeout {e}")))
+                    .map(|d| settings.timeout = Some(d)),
+                DirectiveKind::Lock(expr) => {
+                    self.eval_text(expr).map(|name| settings.lock = Some(name))
+                }
+                DirectiveKind::Unsupported(name) => {
+                    Err(format!("`with {name}` is not supported by Holt"))
+                }
+            };
+            if let Err(message) = result {
+                return self.raise(&message).await;
+            }
+        }
+        match settings.async_name.take() {
+            None => self.guarded(&settings, body).await,
+            Some(name) => {
+                let mut child = Ctx {
+                    shared: self.shared.clone(),
+                    env: self.env.clone(),
+                    state: ExecState::Normal,
+                    scope: self.scope.clone(),
+                    cancel: self.cancel.child_token(),
+                    tasks: Vec::new(),
+                    depth: self.depth,
+                };
+                // The copy of the variables is a snapshot of the frames; globals stay shared.
+                child.env.frames = self.env.frames.clone();
+                let body = body.clone();
+                let handle = tokio::spawn(async move {
+                    let flow = child.guarded(&settings, &body).await;
+                    let flow = flow.and(child.await_tasks(None).await);
+                    (child.state, flow)
+                });
+                self.tasks.push(AsyncTask { name, handle });
+                Ok(())
+            }
+        }
+    }
+
+    /// Lock, retry and timeout around a block.
+    async fn guarded(&mut self, settings: &WithSettings, body: &Block) -> Flow {
+        let _guard = match &settings.lock {
+            None => None,
+            Some(name) => {
+                let lock = self
+                    .shared
+                    .locks
+                    .lock()
+                    .expect("locks lock")
+                    .entry(name.to_lowercase())
+                    .or_default()
+                    .clone();
+                tokio::select! {
+                    guard = lock.lock_owned() => Some(guard),
+                    () = self.cancel.cancelled() => return Err(Signal::Stopped),
+                }
+            }
+        };
+        let entry = self.state;
+        let mut attempt = 0;
+        loop {
+            self.state = entry;
+            let flow = match settings.timeout {
+                None => self.block(body).await,
+                Some(limit) => self.timed(limit, body).await,
+            };
+            match flow {
+                Err(Signal::Raise { .. }) if attempt < settings.retries => {
+                    attempt += 1;
+                    let text = format!(
+                        "Retrying (attempt {} of {}).",
+                        attempt + 1,
+                        settings.retries + 1
+                    );
+                    self.log(LogLevel::Debug, &text).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a block under a time limit; at the limit its work is cancelled (its processes end)
+    /// and an error is raised here.
+    async fn timed(&mut self, limit: Duration, body: &Block) -> Flow {
+        let inner = self.cancel.child_token();
+        let outer = std::mem::replace(&mut self.cancel, inner.clone());
+        let finished = {
+            let work = self.block(body);
+            tokio::pin!(work);
+            tokio::select! {
+                flow = &mut work => Some(flow),
+                () = tokio::time::sleep(limit) => {
+                    inner.cancel();
+                    // Let the work see the cancellation and end its processes before going on.
+                    let _ = work.await;
+                    None
+                }
+            }
+        };
+        self.cancel = outer;
+        match finished {
+            Some(flow) => flow,
+            None => {
+                self.raise(&format!(
+                    "Timeout of {} seconds elapsed.",
+                    limit.as_secs_f64()
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Waits for async blocks: all of them (`None` or `Some(None)`), or those of one name, and
+    /// brings their warnings and errors home.
+    async fn await_tasks(&mut self, name: Option<Option<&str>>) -> Flow {
+        let (chosen, kept): (Vec<AsyncTask>, Vec<AsyncTask>) = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .partition(|task| match name {
+                None | Some(None) => true,
+                Some(Some(wanted)) => task
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted)),
+            });
+        self.tasks = kept;
+        self.join(chosen).await
+    }
+
+    /// Waits for the async blocks started since the first `from` tasks.
+    async fn await_from(&mut self, from: usize) -> Flow {
+        let started = self.tasks.split_off(from.min(self.tasks.len()));
+        self.join(started).await
+    }
+
+    async fn join(&mut self, tasks: Vec<AsyncTask>) -> Flow {
+        let before = self.state;
+        let mut first_error = None;
+        for task in tasks {
+            let (state, flow) = match task.handle.await {
+                Ok(result) => result,
+                Err(e) => (
+                    ExecState::Failing,
+                    Err(Signal::Store(StoreError::Database(Box::new(e)))),
+                ),
+            };
+            if state > self.state {
+                self.state = state;
+            }
+            if let Err(signal) = flow {
+                let signal = match signal {
+                    Signal::Raise { .. } => Signal::Raise { before },
+                    Signal::Break | Signal::Continue | Signal::Return => continue,
+                    other => other,
+                };
+                first_error.get_or_insert(signal);
+            }
+        }
+        match first_error {
+            Some(signal) => Err(signal),
+            None => Ok(()),
+        }
+    }
+
+    async fn operation(&mut self, op: &Operation) -> Flow {
+        let Some(spec) = find_operation(op.namespace.as_deref(), &op.name) else {
+            return self.raise(&format!("unknown operation {}", op.name)).await;
+        };
+        match spec.name {
+            "Log-Debug" | "Log-Information" | "Log-Warning" | "Log-Error" => {
+                let text = match self.input(op, "Text") {
+                    Ok(Some(value)) => value.to_string(),
+                    Ok(None) => {
+                        return self
+                            .raise(&format!("{}: missing the text to log", spec.name))
+                            .await;
+                    }
+                    Err(message) => return self.raise(&message).await,
+                };
+                let level = match spec.name {
+                    "Log-Debug" => LogLevel::Debug,
+                    "Log-Information" => LogLevel::Info,
+                    "Log-Warning" => LogLevel::Warn,
+                    _ => LogLevel::Error,
+                };
+                self.log(level, &text).await?;
+                match level {
+                    LogLevel::Warn => self.warn(),
+                    LogLevel::Error => self.state = ExecState::Failing,
+                    LogLevel::Debug | LogLevel::Info => {}
+                }
+                Ok(())
+            }
+            "Sleep" => {
+                let duration = match self.input(op, "Seconds") {
+                    Ok(Some(Value::Scalar(text))) => match seconds(&text) {
+                        Ok(d) => d,
+                        Err(e) => return self.raise(&format!("Sleep {e}")).await,
+                    },
+                    Ok(Some(other)) => {
+                        return self
+                            .raise(&format!(
+                                "Sleep needs a number of seconds, found {}",
+                                other.kind()
+                            ))
+                            .await;
+                    }
+                    Ok(None) => return self.raise("Sleep: missing the number of seconds").await,
+                    Err(message) => return self.raise(&message).await,
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(duration) => Ok(()),
+                    () = self.cancel.cancelled() => Err(Signal::Stopped),
+                }
+            }
+            other => {
+                self.raise(&format!("operation {other} cannot run here"))
+                    .await
+            }
+        }
+    }
+
+    /// The value of an operation's input: the positional value, or the argument `name`.
+    fn input(&self, op: &Operation, name: &str) -> Result<Option<Value>, String> {
+        let expr = match (&op.positional, op.arg(name)) {
+            (Some(expr), None) => expr,
+            (None, Some(ArgValue::Input(expr))) => expr,
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err(format!("{}: {name} is given twice", op.name)),
+            (None, Some(ArgValue::Output(_))) => {
+                return Err(format!("{}: {name} is an input, not an output", op.name));
+            }
+        };
+        self.eval(expr).map(Some)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct WithSettings {
+    async_name: Option<Option<String>>,
+    retries: u32,
+    timeout: Option<Duration>,
+    lock: Option<String>,
+}
+
+/// Parses a number of seconds, fractions allowed, up to a year. Refusing NaN, negatives and
+/// absurd values keeps `Duration` from panicking.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("needs a number of seconds, found \"{text}\""))?;
+    if !(0.0..=31_536_000.0).contains(&value) {
+        return Err(format!(
+            "needs between 0 and 31536000 seconds, found \"{text}\""
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,20 @@
+//! Holt's engine: it runs jobs. Triggered jobs enter a first-in first-out queue; at most
+//! `max_concurrent_jobs` execute at once and the rest stay `Pending`. A job's plan runs in the
+//! interpreter, its log entries go to the store's batching writer in logged order, and its
+//! terminal status is recorded only after every one of its entries, so a client that sees a
+//! terminal status always gets the whole log. On start the engine recovers what a previous
+//! process left: interrupted jobs become `Error`, pending jobs run.
+//!
+//! The engine holds `Arc<dyn JobStore>`, never a concrete store. It may depend on `holt-domain`,
+//! `holt-plan`, `holt-storage` (for the traits) and tokio; it must not depend on the HTTP layer.
+
+mod check;
+mod clock;
+mod engine;
+mod error;
+mod interp;
+mod joblog;
+
+pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
+pub use engine::{Engine, EngineConfig};
+pub use error::EngineError;

@@ -1,0 +1,17 @@
+//! Holt's HTTP layer, on raw hyper: the accept loop, routing, parameter parsing, API keys and
+//! responses for Otter's Job Orchestration API (`/api/jobs/trigger`, `/status`, `/logs`) and
+//! `/healthz`.
+//!
+//! It holds an `Engine` and, through it, `Arc<dyn JobStore>`; it never names a concrete store.
+//! It may depend on `holt-domain`, `holt-storage` (traits), `holt-engine`, hyper and tokio. It
+//! must not reach the database or run plans itself. Errors answer with a precise status code and
+//! one plain-text line; keys and query strings never reach the server's own logs.
+
+mod body;
+mod params;
+mod routes;
+mod server;
+
+pub use body::{Body, BodyError};
+pub use routes::routes;
+pub use server::{HttpConfig, serve};

@@ -1,0 +1,137 @@
+//! Request parameters: the query string and, for form posts, the body. Names that are not
+//! reserved become job-scoped variables.
+
+use std::fmt;
+
+/// One problem with the parameters, answered with 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadParams(pub(crate) String);
+
+impl fmt::Display for BadParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Name-value pairs in the order given: the query string's first, then the body's.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Adds the pairs of a form-encoded text (a query string or a form body).
+    pub(crate) fn extend_form(&mut self, raw: &[u8], what: &str) -> Result<(), BadParams> {
+        check_encoding(raw).map_err(|e| BadParams(format!("malformed {what}: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw)
+            .map_err(|e| BadParams(format!("malformed {what}: {e}")))?;
+        self.pairs.extend(pairs);
+        Ok(())
+    }
+
+    /// Removes and returns the reserved parameter `name` (matched ignoring case). Given more
+    /// than once, it is ambiguous: which one the caller meant cannot be known, so it is refused.
+    pub(crate) fn take(&mut self, name: &str) -> Result<Option<String>, BadParams> {
+        let mut found = None;
+        let mut count = 0;
+        self.pairs.retain(|(k, v)| {
+            if k.eq_ignore_ascii_case(name) {
+                count += 1;
+                found = Some(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if count > 1 {
+            return Err(BadParams(format!(
+                "parameter {name} is given more than once"
+            )));
+        }
+        Ok(found)
+    }
+
+    /// The pairs not taken.
+    pub(crate) fn into_pairs(self) -> Vec<(String, String)> {
+        self.pairs
+    }
+}
+
+/// Checks that every percent escape is complete and that every decoded name and value is UTF-8:
+/// a parser that quietly kept `%zz` or replaced bad bytes would hand the job a value the client
+/// never sent.
+fn check_encoding(raw: &[u8]) -> Result<(), &'static str> {
+    for part in raw.split(|&b| b == b'&' || b == b'=') {
+        let mut decoded = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'%' => {
+                    let hex = part.get(i + 1..i + 3).ok_or("incomplete percent escape")?;
+                    let text = std::str::from_utf8(hex).map_err(|_| "invalid percent escape")?;
+                    let byte =
+                        u8::from_str_radix(text, 16).map_err(|_| "invalid percent escape")?;
+                    decoded.push(byte);
+                    i += 3;
+                }
+                byte => {
+                    decoded.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        std::str::from_utf8(&decoded).map_err(|_| "not UTF-8")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Vec<(String, String)>, BadParams> {
+        let mut params = Params::default();
+        params.extend_form(raw.as_bytes(), "query string")?;
+        Ok(params.into_pairs())
+    }
+
+    #[test]
+    fn decodes_pairs() {
+        assert_eq!(
+            parse("a=1&b=x+y%20z&c=&d").unwrap(),
+            [("a", "1"), ("b", "x y z"), ("c", ""), ("d", "")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(parse("v=%C3%BC").unwrap()[0].1, "ü");
+    }
+
+    #[test]
+    fn rejects_bad_encoding() {
+        for (raw, why) in [
+            ("a=%zz", "malformed query string: invalid percent escape"),
+            ("a=%4", "malformed query string: incomplete percent escape"),
+            ("a=%ff", "malformed query string: not UTF-8"),
+            ("%ff=1", "malformed query string: not UTF-8"),
+        ] {
+            assert_eq!(parse(raw).unwrap_err().0, why, "{raw}");
+        }
+        let mut params = Params::default();
+        assert!(params.extend_form(b"a=\xff", "form body").is_err());
+    }
+
+    #[test]
+    fn reserved_names_once_and_in_any_case() {
+        let mut params = Params::default();
+        params
+            .extend_form(b"Template=x&a=1", "query string")
+            .unwrap();
+        assert_eq!(params.take("template").unwrap().as_deref(), Some("x"));
+        assert_eq!(params.take("key").unwrap(), None);
+        let mut params = Params::default();
+        params.extend_form(b"key=1&KEY=2", "query string").unwrap();
+        assert_eq!(
+            params.take("key").unwrap_err().0,
+            "parameter key is given more than once"
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! The storage test suite, written against `JobStore` alone so that every backend runs the same
+//! cases. Each case takes a fresh, empty store and panics on a broken rule.
+
+use std::sync::Arc;
+
+use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, Variables};
+
+use crate::{JobStore, NewJob};
+
+fn new_job(template: &str, vars: &[(&str, &str)]) -> NewJob {
+    NewJob {
+        template: template.parse().unwrap(),
+        plan: "Log-Information \"hi\";\n".into(),
+        variables: vars
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
+            .collect::<Variables>(),
+        created_ms: 1_000,
+    }
+}
+
+fn entry(seq: u64, level: LogLevel, text: &str) -> LogEntry {
+    LogEntry {
+        seq,
+        level,
+        scope: ScopePath::root().child("Deploy"),
+        time_ms: 2_000 + seq as i64,
+        text: text.into(),
+    }
+}
+
+/// A created job reads back exactly, `Pending`, with distinct tokens for distinct jobs.
+pub async fn create_and_read(store: Arc<dyn JobStore>) {
+    let vars = [("TargetServer", "HDARSV1"), ("Odd", "a&b=c %20 ü\n")];
+    let a = store.create_job(new_job("hdars", &vars)).await.unwrap();
+    let b = store.create_job(new_job("ablast", &[])).await.unwrap();
+    assert_ne!(a, b);
+    let job = store.job(a).await.unwrap().unwrap();
+    assert_eq!(job.token, a);
+    assert_eq!(job.template.as_str(), "hdars");
+    assert_eq!(job.plan, "Log-Information \"hi\";\n");
+    assert_eq!(job.variables.get("targetserver"), Some("HDARSV1"));
+    assert_eq!(job.variables.get("Odd"), Some("a&b=c %20 ü\n"));
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(
+        (job.created_ms, job.started_ms, job.finished_ms),
+        (1_000, None, None)
+    );
+    assert_eq!(store.status(b).await.unwrap(), Some(JobStatus::Pending));
+}
+
+/// Unknown tokens are `None`, not errors.
+pub async fn unknown_job(store: Arc<dyn JobStore>) {
+    let token = JobToken::new(424_242).unwrap();
+    assert_eq!(store.job(token).await.unwrap(), None);
+    assert_eq!(store.status(token).await.unwrap(), None);
+    assert!(store.logs(token, 0, 10).await.unwrap().is_empty());
+}
+
+/// Status changes set the start and finish times.
+pub async fn status_transitions(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
+    store.set_status(t, JobStatus::Executing, 5).await.unwrap();
+    let job = store.job(t).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.started_ms, job.finished_ms),
+        (JobStatus::Executing, Some(5), None)
+    );
+    store.set_status(t, JobStatus::Warning, 9).await.unwrap();
+    let job = store.job(t).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.started_ms, job.finished_ms),
+        (JobStatus::Warning, Some(5), Some(9))
+    );
+    let missing = JobToken::new(99_999).unwrap();
+    assert!(
+        store
+            .set_status(missing, JobStatus::Error, 1)
+            .await
+            .is_err()
+    );
+}
+
+/// Logs come back in sequence order, from any offset, with every field, and the logs appended
+/// before an awaited status change are readable once it returns.
+pub async fn logs_in_order(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let other = store.create_job(new_job("hdars", &[])).await.unwrap();
+    store
+        .append_logs(t, vec![entry(0, LogLevel::Debug, "start")])
+        .await
+        .unwrap();
+    store
+        .append_logs(other, vec![entry(0, LogLevel::Info, "elsewhere")])
+        .await
+        .unwrap();
+    store
+        .append_logs(
+            t,
+            vec![
+                entry(1, LogLevel::Info, "one"),
+                entry(2, LogLevel::Error, "two"),
+            ],
+        )
+        .await
+        .unwrap();
+    store.set_status(t, JobStatus::Error, 10).await.unwrap();
+    let all = store.logs(t, 0, 100).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            entry(0, LogLevel::Debug, "start"),
+            entry(1, LogLevel::Info, "one"),
+            entry(2, LogLevel::Error, "two")
+        ]
+    );
+    let tail = store.logs(t, 1, 1).await.unwrap();
+    assert_eq!(tail, vec![entry(1, LogLevel::Info, "one")]);
+    assert!(store.logs(t, 3, 100).await.unwrap().is_empty());
+}
+
+/// `flush` makes queued logs readable.
+pub async fn flush_makes_logs_durable(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let entries: Vec<LogEntry> = (0..500)
+        .map(|i| entry(i, LogLevel::Info, &format!("line {i}")))
+        .collect();
+    for chunk in entries.chunks(7) {
+        store.append_logs(t, chunk.to_vec()).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    assert_eq!(store.logs(t, 0, 1000).await.unwrap(), entries);
+}
+
+/// Recovery fails executing jobs with an explanatory line after their last entry, leaves
+/// finished jobs alone, and returns pending jobs oldest first.
+pub async fn recovery(store: Arc<dyn JobStore>) {
+    let running = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let done = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let waiting1 = store
+        .create_job(new_job("ablast", &[("A", "1")]))
+        .await
+        .unwrap();
+    let waiting2 = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let fresh = store.create_job(new_job("hdars", &[])).await.unwrap();
+    store
+        .set_status(running, JobStatus::Executing, 1)
+        .await
+        .unwrap();
+    store
+        .set_status(fresh, JobStatus::Executing, 1)
+        .await
+        .unwrap();
+    store
+        .append_logs(running, vec![entry(0, LogLevel::Info, "working")])
+        .await
+        .unwrap();
+    store
+        .set_status(done, JobStatus::Succeeded, 2)
+        .await
+        .unwrap();
+
+    let found = store
+        .recover("The server stopped while this job ran.", 50)
+        .await
+        .unwrap();
+    assert_eq!(found.interrupted, vec![running, fresh]);
+    let pending: Vec<JobToken> = found.pending.iter().map(|j| j.token).collect();
+    assert_eq!(pending, vec![waiting1, waiting2]);
+    assert_eq!(found.pending[0].variables.get("a"), Some("1"));
+
+    let job = store.job(running).await.unwrap().unwrap();
+    assert_eq!((job.status, job.finished_ms), (JobStatus::Error, Some(50)));
+    let logs = store.logs(running, 0, 10).await.unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(
+        (logs[1].seq, logs[1].level, logs[1].text.as_str()),
+        (1, LogLevel::Error, "The server stopped while this job ran.")
+    );
+    let logs = store.logs(fresh, 0, 10).await.unwrap();
+    assert_eq!((logs.len(), logs[0].seq), (1, 0));
+    assert_eq!(
+        store.status(done).await.unwrap(),
+        Some(JobStatus::Succeeded)
+    );
+
+    let again = store.recover("again", 60).await.unwrap();
+    assert!(again.interrupted.is_empty());
+    assert_eq!(again.pending.len(), 2);
+}
+
+/// Many concurrent writers all get distinct durable tokens.
+pub async fn concurrent_creates(store: Arc<dyn JobStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_job(new_job("hdars", &[("I", &i.to_string())]))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut tokens = Vec::new();
+    for task in tasks {
+        tokens.push(task.await.unwrap());
+    }
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 64);
+    for token in tokens {
+        assert_eq!(store.status(token).await.unwrap(), Some(JobStatus::Pending));
+    }
+}

@@ -1,0 +1,324 @@
+//! The SQLite store: one writer thread with group commit, an r2d2 pool for reads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, Variables};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{JobRecord, JobStore, NewJob, Recovery, StoreError};
+
+mod migrations;
+mod writer;
+
+use writer::Command;
+
+/// What an acknowledged write promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged means on disk: each commit is synced (`synchronous=FULL`).
+    #[default]
+    Full,
+    /// Acknowledged writes survive a crash of the process, but the last moments may be lost on
+    /// power loss or an operating system crash (`synchronous=NORMAL`).
+    Normal,
+}
+
+/// How to open a SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file; created when missing.
+    pub path: PathBuf,
+    /// What an acknowledged write promises.
+    pub durability: Durability,
+    /// How many read connections the pool may open.
+    pub read_connections: u32,
+}
+
+impl SqliteConfig {
+    /// The defaults for a file: full durability and four read connections.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            durability: Durability::Full,
+            read_connections: 4,
+        }
+    }
+}
+
+/// A `JobStore` in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    reads: r2d2::Pool<SqliteConnectionManager>,
+    _writer: Arc<writer::WriterHandle>,
+}
+
+/// How long a connection waits for a lock held by another before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many commands may wait for the writer before senders wait for room.
+const QUEUE_CAPACITY: usize = 8192;
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database, then starts the writer thread.
+    pub fn open(config: &SqliteConfig) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(&config.path)?;
+        configure(&conn)?;
+        // WAL lets readers proceed while the writer commits; the setting is kept in the file.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let synchronous = match config.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        migrations::apply(&mut conn)?;
+
+        let manager = SqliteConnectionManager::file(&config.path).with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.pragma_update(None, "query_only", true)
+        });
+        let reads = r2d2::Pool::builder()
+            .max_size(config.read_connections.max(1))
+            .min_idle(Some(1))
+            .build(manager)?;
+
+        let (commands, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = writer::spawn(conn, receiver)?;
+        Ok(SqliteStore {
+            commands,
+            reads,
+            _writer: Arc::new(writer),
+        })
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Sends a command that acknowledges, and waits for the acknowledgement.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(make(ack)).await?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on a pooled connection, off the async runtime's threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: NewJob) -> Result<JobToken, StoreError> {
+        self.request(|ack| Command::CreateJob { job, ack }).await
+    }
+
+    async fn set_status(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.request(|ack| Command::SetStatus {
+            token,
+            status,
+            at_ms,
+            ack,
+        })
+        .await
+    }
+
+    async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
+        self.send(Command::AppendLogs { token, entries }).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.request(|ack| {
+            Command::Run(Box::new(move |_| {
+                Box::new(move |commit| drop(ack.send(commit)))
+            }))
+        })
+        .await
+    }
+
+    async fn job(&self, token: JobToken) -> Result<Option<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE id = ?1",
+            )?
+            .query_row([token.id() as i64], row_to_job)
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError> {
+        self.read(move |conn| {
+            let code: Option<i64> = conn
+                .prepare_cached("SELECT status FROM jobs WHERE id = ?1")?
+                .query_row([token.id() as i64], |row| row.get(0))
+                .optional()?;
+            Ok(code.map(JobStatus::from_code).transpose()?)
+        })
+        .await
+    }
+
+    async fn logs(
+        &self,
+        token: JobToken,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, level, scope, time_ms, text FROM log_entries
+                 WHERE job_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![token.id() as i64, from_seq as i64, limit as i64],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                },
+            )?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (seq, level, scope, time_ms, text) = row?;
+                entries.push(LogEntry {
+                    seq: seq as u64,
+                    level: LogLevel::from_code(level)?,
+                    scope: ScopePath::decode(&scope),
+                    time_ms,
+                    text,
+                });
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
+        let message = message.to_owned();
+        self.request(move |ack| {
+            Command::Run(Box::new(move |tx| {
+                let found = recover(tx, &message, at_ms);
+                Box::new(move |commit| drop(ack.send(commit.and(found))))
+            }))
+        })
+        .await
+    }
+}
+
+type JobRow = Result<JobRecord, StoreError>;
+
+fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let id: i64 = row.get(0)?;
+    let template: String = row.get(1)?;
+    let plan: String = row.get(2)?;
+    let variables: String = row.get(3)?;
+    let status: i64 = row.get(4)?;
+    let created_ms: i64 = row.get(5)?;
+    let started_ms: Option<i64> = row.get(6)?;
+    let finished_ms: Option<i64> = row.get(7)?;
+    Ok((|| {
+        Ok(JobRecord {
+            token: JobToken::new(id as u64)
+                .ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))?,
+            template: template.parse()?,
+            plan,
+            variables: decode_variables(&variables)?,
+            status: JobStatus::from_code(status)?,
+            created_ms,
+            started_ms,
+            finished_ms,
+        })
+    })())
+}
+
+/// Variables are kept as one form-encoded text: a format the HTTP layer speaks already, that
+/// keeps every value byte for byte.
+fn encode_variables(vars: &Variables) -> String {
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
+fn decode_variables(text: &str) -> Result<Variables, StoreError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("job variables: {e}")))?;
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((k.parse()?, v)))
+        .collect()
+}
+
+fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
+    let executing = JobStatus::Executing.code();
+    let interrupted: Vec<i64> = tx
+        .prepare("SELECT id FROM jobs WHERE status = ?1 ORDER BY id")?
+        .query_map([executing], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for &id in &interrupted {
+        tx.execute(
+            "INSERT INTO log_entries (job_id, seq, level, scope, time_ms, text)
+             VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM log_entries WHERE job_id = ?1),
+                     ?2, '', ?3, ?4)",
+            params![id, LogLevel::Error.code(), at_ms, message],
+        )?;
+        tx.execute(
+            "UPDATE jobs SET status = ?2, finished_ms = ?3 WHERE id = ?1",
+            params![id, JobStatus::Error.code(), at_ms],
+        )?;
+    }
+    let mut stmt = tx.prepare(
+        "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+         FROM jobs WHERE status = ?1 ORDER BY id",
+    )?;
+    let pending = stmt
+        .query_map([JobStatus::Pending.code()], row_to_job)?
+        .map(|row| row?)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Recovery {
+        interrupted: interrupted
+            .into_iter()
+            .filter_map(|id| JobToken::new(id as u64))
+            .collect(),
+        pending,
+    })
+}
+
+#[cfg(test)]
+mod tests;

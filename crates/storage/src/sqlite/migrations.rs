@@ -1,0 +1,57 @@
+//! The schema, as an append-only list of migrations keyed by `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Entries are never edited
+/// once released; a change is a new entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and their logs.
+    "CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        template    TEXT    NOT NULL,
+        plan        TEXT    NOT NULL,
+        variables   TEXT    NOT NULL,
+        status      INTEGER NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        started_ms  INTEGER,
+        finished_ms INTEGER
+    );
+    -- Only unfinished jobs are looked up by status (recovery, queues), so only they are indexed.
+    CREATE INDEX jobs_unfinished ON jobs (status, id) WHERE status IN (0, 1);
+    CREATE TABLE log_entries (
+        job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,
+        level   INTEGER NOT NULL,
+        scope   TEXT    NOT NULL,
+        time_ms INTEGER NOT NULL,
+        text    TEXT    NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to the current version in one exclusive transaction, or refuses a
+/// database written by a newer schema.
+pub(crate) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found < 0 {
+        return Err(StoreError::Corrupt(format!("schema version {found}")));
+    }
+    if found > CURRENT {
+        return Err(StoreError::NewerSchema {
+            found,
+            known: CURRENT,
+        });
+    }
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", CURRENT)?;
+    tx.commit()?;
+    Ok(())
+}

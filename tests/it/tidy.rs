@@ -1,0 +1,238 @@
+//! Architecture invariants from docs/ARCHITECTURE.md, checked from `cargo metadata` and the
+//! sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Metadata {
+    /// Workspace package name -> its manifest directory.
+    members: BTreeMap<String, PathBuf>,
+    /// Package id -> (name, normal dependency ids).
+    graph: BTreeMap<String, (String, Vec<String>)>,
+    /// Workspace package name -> names of its direct normal dependencies.
+    direct: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn metadata() -> Metadata {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let members: BTreeSet<&str> = json["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut names = BTreeMap::new();
+    let mut result = Metadata {
+        members: BTreeMap::new(),
+        graph: BTreeMap::new(),
+        direct: BTreeMap::new(),
+    };
+    for package in json["packages"].as_array().unwrap() {
+        let id = package["id"].as_str().unwrap();
+        let name = package["name"].as_str().unwrap().to_owned();
+        names.insert(id.to_owned(), name.clone());
+        if members.contains(id) {
+            let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap());
+            result
+                .members
+                .insert(name.clone(), manifest.parent().unwrap().to_path_buf());
+            let direct = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .collect();
+            result.direct.insert(name, direct);
+        }
+    }
+    for node in json["resolve"]["nodes"].as_array().unwrap() {
+        let id = node["id"].as_str().unwrap().to_owned();
+        let deps = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| d["pkg"].as_str().unwrap().to_owned())
+            .collect();
+        result.graph.insert(id.clone(), (names[&id].clone(), deps));
+    }
+    result
+}
+
+/// Every package a workspace member depends on at run time, directly or not.
+fn closure(meta: &Metadata, package: &str) -> BTreeSet<String> {
+    let start = meta
+        .graph
+        .iter()
+        .find(|(_, (name, _))| name == package)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no package {package}"));
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        for dep in &meta.graph[&id].1 {
+            if seen.insert(dep.clone()) {
+                stack.push(dep.clone());
+            }
+        }
+    }
+    seen.iter().map(|id| meta.graph[id].0.clone()).collect()
+}
+
+#[test]
+fn pure_crates_have_no_runtime_io_or_network() {
+    let meta = metadata();
+    for pure in ["holt-domain", "holt-plan"] {
+        let deps = closure(&meta, pure);
+        for banned in [
+            "tokio",
+            "hyper",
+            "rusqlite",
+            "r2d2",
+            "holt-storage",
+            "holt-engine",
+            "holt-http",
+        ] {
+            assert!(!deps.contains(banned), "{pure} depends on {banned}");
+        }
+    }
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let meta = metadata();
+    // Each crate may depend only on the workspace crates listed for it.
+    let allowed: &[(&str, &[&str])] = &[
+        ("holt-plan", &[]),
+        ("holt-domain", &["holt-plan"]),
+        ("holt-storage", &["holt-domain", "holt-plan"]),
+        ("holt-engine", &["holt-domain", "holt-plan", "holt-storage"]),
+        (
+            "holt-http",
+            &["holt-domain", "holt-plan", "holt-storage", "holt-engine"],
+        ),
+    ];
+    for (package, may) in allowed {
+        for dep in &meta.direct[*package] {
+            if dep.starts_with("holt-") {
+                assert!(
+                    may.contains(&dep.as_str()),
+                    "{package} must not depend on {dep}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_storage_names_the_database_and_only_http_names_hyper() {
+    let meta = metadata();
+    // The test harness is an HTTP client of holtd, so it names hyper too.
+    for (package, deps) in &meta.direct {
+        for db in ["rusqlite", "r2d2", "r2d2_sqlite"] {
+            assert!(
+                !deps.contains(db) || package == "holt-storage",
+                "{package} names {db}"
+            );
+        }
+        for web in ["hyper", "hyper-util", "http-body-util"] {
+            let may = package == "holt-http" || package == "holt-tests";
+            assert!(!deps.contains(web) || may, "{package} names {web}");
+        }
+    }
+}
+
+#[test]
+fn every_member_uses_the_workspace_lints_and_every_lib_opens_with_a_doc_comment() {
+    let meta = metadata();
+    assert!(meta.members.len() >= 7, "{:?}", meta.members.keys());
+    for (package, dir) in &meta.members {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("[lints]\nworkspace = true"),
+            "{package} does not use the workspace lints"
+        );
+        for lib in [dir.join("src/lib.rs"), dir.join("lib.rs")] {
+            if let Ok(text) = std::fs::read_to_string(&lib) {
+                assert!(
+                    text.starts_with("//!"),
+                    "{} does not open with //!",
+                    lib.display()
+                );
+            }
+        }
+    }
+    let root = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+    assert!(root.contains("unsafe_code = \"forbid\""));
+}
+
+#[test]
+fn only_the_server_binary_constructs_a_concrete_store() {
+    let meta = metadata();
+    for (package, dir) in &meta.members {
+        if matches!(package.as_str(), "holt-storage" | "holtd" | "holt-tests") {
+            continue;
+        }
+        // Unit tests may build a real store: they test against real SQLite.
+        let production = rust_files(dir).into_iter().filter(|f| {
+            f.file_name().is_some_and(|n| n != "tests.rs")
+                && !f
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .components()
+                    .any(|c| c.as_os_str() == "tests")
+        });
+        for file in production {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(
+                !text.contains("SqliteStore"),
+                "{} names SqliteStore",
+                file.display()
+            );
+        }
+    }
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

@@ -1,0 +1,311 @@
+//! The end-to-end test harness: starts a real `holtd` process on `127.0.0.1:0` with a real
+//! SQLite file and template files in a temporary directory, and talks to it over real HTTP.
+//!
+//! The harness builds `holtd` with the same cargo and profile that built the tests, so a test
+//! never runs a stale server binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// The `holtd` binary, built once per test process.
+pub fn holtd_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/it-<hash> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable in target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "holtd", "--bin", "holtd"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for holtd");
+        assert!(status.success(), "cargo build -p holtd failed");
+        let binary = profile_dir.join("holtd");
+        assert!(binary.exists(), "{} was not built", binary.display());
+        binary
+    })
+}
+
+/// A running holtd with its own directory, database and templates.
+#[derive(Debug)]
+pub struct Holtd {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl Holtd {
+    /// Starts holtd with these templates (`(name, toml)`) and extra arguments.
+    pub async fn start(templates: &[(&str, &str)], args: &[&str]) -> Holtd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let template_dir = dir.path().join("templates");
+        std::fs::create_dir(&template_dir).expect("templates dir");
+        for (name, text) in templates {
+            std::fs::write(template_dir.join(format!("{name}.toml")), text)
+                .expect("write template");
+        }
+        let mut holtd = Holtd {
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dir,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        holtd.spawn().await;
+        holtd
+    }
+
+    /// The directory holding `holt.db` and `templates/`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The database file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("holt.db")
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("holtd is running").id()
+    }
+
+    async fn spawn(&mut self) {
+        let mut child = Command::new(holtd_binary())
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(self.db())
+            .arg("--templates")
+            .arg(self.dir.path().join("templates"))
+            .args(&self.args)
+            .env("HOLT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start holtd");
+        let stdout = child.stdout.take().expect("holtd stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read holtd stdout");
+            // Keep draining stdout so holtd never blocks writing to it.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            line
+        })
+        .await
+        .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("holtd listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line from holtd: {line:?}"));
+        self.addr = addr.parse().expect("bound address");
+        self.child = Some(child);
+        let reply = self.get("/healthz").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    }
+
+    /// Kills holtd with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill holtd");
+            child.wait().expect("reap holtd");
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to a minute) for holtd to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("holtd is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for holtd") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "holtd did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts holtd again on the same directory (after `kill9` or `terminate`).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "holtd is still running");
+        self.spawn().await;
+    }
+
+    /// Writes (or replaces) a template file; it takes effect at the next start.
+    pub fn write_template(&self, name: &str, text: &str) {
+        std::fs::write(
+            self.dir
+                .path()
+                .join("templates")
+                .join(format!("{name}.toml")),
+            text,
+        )
+        .expect("write template");
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path, &[], "").await
+    }
+
+    /// `POST path` with a form body.
+    pub async fn post_form(&self, path: &str, body: &str) -> Reply {
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        )
+        .await
+    }
+
+    /// Any request.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        request(self.addr, method, path, headers, body).await
+    }
+
+    /// Triggers a job and returns its token, asserting a 200.
+    pub async fn trigger(&self, query: &str) -> String {
+        let reply = self.get(&format!("/api/jobs/trigger?{query}")).await;
+        assert_eq!(reply.status, 200, "trigger {query}: {}", reply.body);
+        reply.body
+    }
+
+    /// The status of a job (asserting a 200), with `extra` query pairs such as `&key=...`.
+    pub async fn status(&self, token: &str, extra: &str) -> String {
+        let reply = self
+            .get(&format!("/api/jobs/status?token={token}{extra}"))
+            .await;
+        assert_eq!(reply.status, 200, "status {token}: {}", reply.body);
+        reply.body
+    }
+
+    /// The log body of a job (asserting a 200).
+    pub async fn logs(&self, token: &str, extra: &str) -> String {
+        let reply = self
+            .get(&format!("/api/jobs/logs?token={token}{extra}"))
+            .await;
+        assert_eq!(reply.status, 200, "logs {token}: {}", reply.body);
+        reply.body
+    }
+
+    /// Polls the status until it is terminal and returns it; fails after 20 seconds.
+    pub async fn wait_terminal(&self, token: &str, extra: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.status(token, extra).await;
+            if matches!(status.as_str(), "Succeeded" | "Warning" | "Error") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {token} still {status} after 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Holtd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request on a new connection and reads the whole response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to holtd");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("build request");
+    let response = sender.send_request(request).await.expect("send request");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
+    }
+}
