@@ -4,6 +4,11 @@
 //! The harness builds `holtd` with the same cargo and profile that built the tests, so a test
 //! never runs a stale server binary.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the harness starts holtd, cargo and kill as a user would, outside any job"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

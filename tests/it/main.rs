@@ -1,5 +1,10 @@
 //! End-to-end tests: a real holtd process, real SQLite files, real HTTP.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the harness starts holtd, cargo and kill as a user would, outside any job"
+)]
+
 mod api;
 mod jobs;
 mod templates;

@@ -62,6 +62,9 @@ struct ServeArgs {
     /// Seconds that shutdown lets running jobs go on before stopping them.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// Seconds a job's processes get between SIGTERM and SIGKILL when they are ended.
+    #[arg(long, default_value_t = 5)]
+    kill_grace: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOLT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -133,6 +137,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let engine_config = EngineConfig {
         max_concurrent_jobs: args.max_concurrent_jobs as usize,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        kill_grace: Duration::from_secs(args.kill_grace),
     };
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await

@@ -45,6 +45,29 @@ pub const OPERATIONS: &[OperationSpec] = &[
         args: &["Seconds"],
         outputs: &[],
     },
+    OperationSpec {
+        name: "Exec",
+        args: &[
+            "FileName",
+            "Arguments",
+            "WorkingDirectory",
+            "SuccessExitCode",
+            "OutputLogLevel",
+            "ErrorOutputLogLevel",
+        ],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "SHExec",
+        args: &[
+            "Text",
+            "WorkingDirectory",
+            "SuccessExitCode",
+            "OutputLogLevel",
+            "ErrorOutputLogLevel",
+        ],
+        outputs: &[],
+    },
 ];
 
 /// The namespaces an operation or module name may carry; `InedoCore::Exec` is `Exec`.

@@ -24,6 +24,8 @@ pub struct EngineConfig {
     pub max_concurrent_jobs: usize,
     /// How long shutdown lets running jobs go on before ending them.
     pub shutdown_grace: Duration,
+    /// How long a job's processes get between SIGTERM and SIGKILL when they are ended.
+    pub kill_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +33,7 @@ impl Default for EngineConfig {
         EngineConfig {
             max_concurrent_jobs: 8,
             shutdown_grace: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(5),
         }
     }
 }
@@ -296,6 +299,7 @@ impl Engine {
             &job.variables,
             log.clone(),
             &stopper.cancel,
+            self.inner.config.kill_grace,
         )
         .await?;
 

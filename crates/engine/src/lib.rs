@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod interp;
 mod joblog;
+mod process;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use engine::{Engine, EngineConfig};

@@ -14,11 +14,6 @@ pub struct Pos {
     pub column: u32,
 }
 
-impl Pos {
-    /// The position of the first character of a text.
-    pub const START: Pos = Pos { line: 1, column: 1 };
-}
-
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}, column {}", self.line, self.column)

@@ -315,7 +315,7 @@ impl Cursor {
             if c == '\n' {
                 self.bump();
                 own_line = true;
-                newlines += 1;
+                newlines = newlines.saturating_add(1);
                 if newlines >= 2 {
                     lines.clear();
                 }

@@ -1,7 +1,7 @@
 //! The plan language: the subset of OtterScript that Holt runs, as specified in
-//! `PLAN-LANGUAGE.md`. This crate turns a plan's text into a syntax tree ([`parse`]), reports
+//! `PLAN-LANGUAGE.md`. This crate turns a plan's text into a syntax tree ([`parse()`]), reports
 //! every problem it finds with a line and column ([`Diagnostics`]), and turns a tree back into
-//! text ([`print`]) that parses to the same tree.
+//! text ([`print()`]) that parses to the same tree.
 //!
 //! It is pure: no I/O, no clock, no async, and it depends on nothing in the workspace (the
 //! domain crate depends on it, not the reverse). It knows the grammar only: which operations,
@@ -9,6 +9,46 @@
 //! the engine. Constructs of the full OtterScript grammar that Holt does not run parse into
 //! [`StatementKind::Unsupported`] and [`DirectiveKind::Unsupported`] so that the loader can
 //! reject them at their position with a clear message.
+//!
+//! # Where the language description is silent
+//!
+//! These are the readings this parser takes; each is pinned by a test in `tests.rs`.
+//!
+//! - **Descriptions.** The comments on lines of their own directly above a statement are its
+//!   description: markers removed, each line trimmed, consecutive comments joined with `\n`.
+//!   A blank line or a `##AH:` header line between them and the statement detaches them, a
+//!   comment after code on the same line is never a description, and comments before `}`,
+//!   `else` or `catch` are dropped.
+//! - **Where comments are.** Comments are recognised between statements and between the parts
+//!   of a statement (argument names, directives, parameters), but not where a value starts, so
+//!   `Log-Information issue #5;` logs `issue #5` and `//server/share` is a value.
+//! - **Where unquoted text ends.** An implicit string ends at a newline, at the end of the input,
+//!   or at its context's terminator: `;` or `}` for `set` values and `throw` messages; `;`, `(`
+//!   or `}` for an operation's positional value (so `Log-Information Done (all);` opens an
+//!   argument list: quote such text); `,` or `)` in argument lists, lists, maps and calls; `]`
+//!   in an index; `)` in `$(...)`; `&&`, `||`, `==`, `!=`, `)` or `{` in a condition; `,` or
+//!   `{` in a directive; `{` after `foreach ... in`; `,` or `>` in a parameter default. It is
+//!   trimmed of unescaped whitespace at both ends. An optional value (an operation's positional
+//!   value, `throw`'s message) must start on the line of the name before it, so a forgotten `;`
+//!   is reported instead of swallowing the next line.
+//! - **Escapes.** `` `n `` is a newline, `` `t `` a tab, and a backtick before any other
+//!   character stands for that character (`` `$ ``, `` `; ``, ``` `` ```, `` `" ``).
+//! - **`$`, `@` and `%`.** In any string, `$` must start an interpolation (`$name`, `${name}`,
+//!   `$(expr)`, `$Fn(args)`); anything else after it is an error, since a silent literal `$`
+//!   would hide a typo. At the start of a value, `@(`, `%(`, `@name` and `%name` (with an
+//!   optional `[index]` or `(args)`) are a whole value and text after them is an error; `@` or
+//!   `%` followed by anything else is text.
+//! - **Variables and calls standing alone.** A value that is only `$x` (or `${x}`) is
+//!   [`Expr::Var`] and only `$Fn(...)` is [`Expr::Call`]; with any other text around them they
+//!   are parts of an implicit [`InterpString`].
+//! - **Swim sentinels.** The up to five characters between the `>`s may not be whitespace,
+//!   `` ` `` or `$`.
+//! - **Names** may use any Unicode letters and digits; keywords are ASCII and match in any case.
+//! - **Small liberties.** A trailing comma is accepted in argument lists, lists, maps and
+//!   parameter lists; `call Name;` equals `call Name();`; `module Name { }` needs no `<>`.
+//! - **Strictness.** `try` needs its `catch`; `global $x = v;` is accepted only at the top level
+//!   before any other statement; `!` binds tighter than `&&`, which binds tighter than `||`,
+//!   and `!a == b` means `!(a == b)`. Blocks, conditions and values may nest 64 levels deep.
 
 mod ast;
 mod diag;

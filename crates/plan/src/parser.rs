@@ -263,7 +263,7 @@ impl Parser {
                     break;
                 }
                 (Some('}'), None) => {
-                    self.diags.push(self.expected("statement"));
+                    self.diags.push(self.expected("a statement"));
                     self.cur.bump();
                     continue;
                 }
@@ -292,7 +292,7 @@ impl Parser {
         let kind = match self.cur.peek() {
             Some('{') => StatementKind::Block(self.block()?),
             Some(c) if is_word_start(c) => self.word_statement(pos)?,
-            _ => return Err(self.expected("statement")),
+            _ => return Err(self.expected("a statement")),
         };
         Ok(Statement {
             pos,

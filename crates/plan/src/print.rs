@@ -1,10 +1,10 @@
 //! The pretty-printer: a [`Plan`] back to source text that parses to the same tree.
 //!
 //! Strings keep their kind; text is escaped only where the parser would otherwise read it
-//! differently, using the same rules ([`Context::ends_at`], [`swim_sentinel_len`]'s sentinel)
-//! the parser uses. Layout is fixed: four spaces per level, one statement per line,
-//! descriptions as `#` lines directly above their statement, no blank lines (a blank line would
-//! detach a description).
+//! differently, by the same rules the parser uses ([`Context::ends_at`], the swim sentinel).
+//! Layout is fixed: four spaces per level, one statement per line, descriptions as `#` lines
+//! directly above their statement, and no blank lines (a blank line would detach a
+//! description).
 
 use crate::ast::{
     ArgValue, Block, CmpOp, DirectiveKind, Else, Expr, FnCall, If, InterpString, Part, Plan,

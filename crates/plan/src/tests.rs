@@ -280,6 +280,8 @@ fn values() {
     check("set %m = %();", "(set %m (map))");
     check("set $x = @l[0];", r#"(set $x (index @l (implicit "0")))"#);
     check("set $x = %m[$k];", "(set $x (index %m $k))");
+    check("set $x = %m[two words];", r#"(set $x (index %m (implicit "two words")))"#);
+    check("set $x = $y[0];", r#"(set $x (implicit $y "[0]"))"#);
     check("set $x = @l[@m[0]];", r#"(set $x (index @l (index @m (implicit "0"))))"#);
     check("set @r = @Range(1, 3);", r#"(set @r (fn @Range (implicit "1") (implicit "3")))"#);
     check("set $x = $Trim( a );", r#"(set $x (fn $Trim (implicit "a")))"#);
@@ -402,10 +404,49 @@ fn positions() {
         assert_eq!(out.join(" "), expect);
     }
     check_pos("Sleep 1;\n  InedoCore::Exec x;", "1:1 op@1:1 2:3 op@2:3");
-    check_pos("# d\n\t{ Log-Information ééé; Sleep 1; }", "2:2 2:4 op@2:4 2:25 op@2:25");
-    check_pos("with async,\n  retry=2 {\n  Sleep 1;\n}", "1:1 dir@1:6 dir@2:3 3:3 op@3:3");
+    check_pos(
+        "# d\n\t{ Log-Information ééé; Sleep 1; }",
+        "2:2 2:4 op@2:4 2:25 op@2:25",
+    );
+    check_pos(
+        "with async,\n  retry=2 {\n  Sleep 1;\n}",
+        "1:1 dir@1:6 dir@2:3 3:3 op@3:3",
+    );
     check_pos("if a {\n} else  if b { }", "1:1 elseif@2:9");
     check_pos("{\n    # d\n    Sleep 1;\n}", "1:1 3:5 op@3:5");
+}
+
+#[test]
+fn helpers() {
+    let plan = parse("log-INFORMATION a (Arg: \"lit\", Other: a$x);").expect("parses");
+    let StatementKind::Operation(op) = &plan.body.statements[0].kind else {
+        panic!("not an operation");
+    };
+    assert!(op.name_matches("Log-Information"));
+    assert!(!op.name_matches("Log-Info"));
+    let Some(ArgValue::Input(Expr::Str(lit))) = op.arg("arg") else {
+        panic!("no Arg");
+    };
+    assert!(lit.is_literal());
+    assert_eq!(lit.literal().as_deref(), Some("lit"));
+    let Some(ArgValue::Input(Expr::Str(interp))) = op.arg("OTHER") else {
+        panic!("no Other");
+    };
+    assert!(!interp.is_literal());
+    assert_eq!(interp.literal(), None);
+    let var = VarRef {
+        sigil: Sigil::List,
+        name: "MyList".to_owned(),
+    };
+    assert_eq!(var.key(), "mylist");
+    assert_eq!(var.to_string(), "@MyList");
+    let diags = parse("x").expect_err("fails");
+    assert_eq!(diags.0[0].pos, Pos { line: 1, column: 2 });
+    let as_error: &dyn std::error::Error = &diags;
+    assert_eq!(
+        as_error.to_string(),
+        "line 1, column 2: expected `;` after operation, found end of input"
+    );
 }
 
 // ------------------------------------------------------------------- rejected plans
@@ -438,6 +479,8 @@ fn rejected() {
     check_err("set %m = %(\"$k\": 1);", "line 1, column 12: a map key cannot contain variables");
     check_err("set $x = @list and more;", "line 1, column 16: expected `;` after statement, found `and`");
     check_err("Exec (Arguments);", "line 1, column 16: expected `:` or `=>` after argument `Arguments`, found `)`");
+    // An unquoted positional value ends at `(`, which opens the argument list.
+    check_err("Log-Information Done (all);", "line 1, column 26: expected `:` or `=>` after argument `all`, found `)`");
     check_err("Exec (: x);", "line 1, column 7: expected an argument name, found `:`");
     check_err("Exec (A: \"x\" B: y);", "line 1, column 14: expected `,` or `)` after the argument, found `B`");
     check_err("Exec (Out => x);", "line 1, column 14: expected a variable after `=>`, found `x`");
@@ -456,9 +499,9 @@ fn rejected() {
     check_err("module M<$a $b> { }", "line 1, column 13: expected `,` or `>` after the module parameter, found `$b`");
     check_err("call M(a 1);", "line 1, column 10: expected `:` after argument `a`, found `1`");
     check_err("{ Sleep 1;", "line 1, column 11: expected `}` to close the block opened at line 1, column 1, found end of input");
-    check_err("}", "line 1, column 1: expected statement, found `}`");
-    check_err(";", "line 1, column 1: expected statement, found `;`");
-    check_err("$x = 1;", "line 1, column 1: expected statement, found `$x`");
+    check_err("}", "line 1, column 1: expected a statement, found `}`");
+    check_err(";", "line 1, column 1: expected a statement, found `;`");
+    check_err("$x = 1;", "line 1, column 1: expected a statement, found `$x`");
     check_err("/* open", "line 1, column 1: unterminated comment starting here");
     check_err("Log-Information a`", "line 1, column 19: expected a character after the escape backtick, found end of input");
     check_err("Exec::;", "line 1, column 7: expected an operation name after `::`, found `;`");
@@ -869,29 +912,43 @@ fn plan() -> impl Strategy<Value = Plan> {
     })
 }
 
-/// Input made mostly of the language's own punctuation, to reach deep into the parser.
+/// Input assembled from pieces of real plans (statements, openings and closings of blocks,
+/// strings with escapes) and bits of punctuation, so that it often parses and, when it does not,
+/// reaches deep into the parser's error paths.
 fn plan_like_text() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
-        Just("Log-Information ".to_owned()),
-        Just("set $x = ".to_owned()),
-        Just("if ".to_owned()),
-        Just("else ".to_owned()),
-        Just("with async, retry=".to_owned()),
-        Just("foreach $i in ".to_owned()),
-        Just("try ".to_owned()),
-        Just("catch ".to_owned()),
-        Just("module M<$a = ".to_owned()),
-        Just("call M(a: ".to_owned()),
-        Just("global $g = ".to_owned()),
-        Just("for server ".to_owned()),
-        Just(">>".to_owned()),
-        Just(">-->".to_owned()),
-        Just("\n".to_owned()),
-        Just("# d\n".to_owned()),
-        Just("/* c */".to_owned()),
-        "[{}()\\[\\]$@%;:,=!&|\"'`<> a-z0-9#/*\n-]{1,4}",
+        3 => prop::sample::select(vec![
+            "Log-Information a $x b;\n",
+            "Log-Information \"q `$ $Fn($x, @l) `n\";\n",
+            "Exec /bin/echo (Arguments: a b, Output => $o);\n",
+            "SHExec >>\necho `$HOME > x\n>>;\n",
+            "Log-Debug >-->a >> b>-->;\n",
+            "set $x = @(a, %(k: v), $(@l[0]));\n",
+            "set local @l = @Range(1, 3);\n",
+            "global $g = 1;\n",
+            "if $x == a && !($y != b || c) {\n",
+            "} else if $z {\n",
+            "} else {\n",
+            "with async=a, retry=2, lock=$l {\n",
+            "foreach $i in @l {\n",
+            "foreach server in @(a) {\n",
+            "for role r {\n",
+            "try {\n",
+            "} catch {\n",
+            "module M<$a, $b = d> {\n",
+            "call M(a: 1, b: $x);\n",
+            "{\n",
+            "}\n",
+            "# description\n",
+            "/* block\ncomment */ ",
+            "##AH:UseTextMode\n",
+            "await a; break; continue; return; fail; error; warn; force warn; force normal;\n",
+            "throw oops;\n",
+            "\n",
+        ]).prop_map(str::to_owned),
+        1 => "[{}()\\[\\]$@%;:,=!&|\"'`<> a-z0-9#/*\n-]{1,4}",
     ];
-    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    prop::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat())
 }
 
 proptest! {
@@ -908,6 +965,10 @@ proptest! {
         strip_positions(&mut parsed);
         prop_assert_eq!(parsed, plan, "printed:\n{}", printed);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
     #[test]
     fn parse_never_panics_on_arbitrary_text(src in any::<String>()) {

@@ -5,6 +5,7 @@
 //! (catchable), `fail;` (not catchable), a stop (timeout, cancel, shutdown) or a store failure.
 
 mod eval;
+mod exec;
 mod value;
 
 use std::collections::HashMap;
@@ -77,6 +78,7 @@ pub(crate) async fn run(
     variables: &Variables,
     log: Arc<JobLog>,
     cancel: &CancellationToken,
+    kill_grace: Duration,
 ) -> Result<ExecState, StoreError> {
     let globals = variables
         .iter()
@@ -109,6 +111,7 @@ pub(crate) async fn run(
             log,
             modules,
             locks: Mutex::new(HashMap::new()),
+            kill_grace,
         }),
         env: Env {
             frames: vec![HashMap::new()],
@@ -139,6 +142,8 @@ struct Shared {
     modules: HashMap<String, Arc<ModuleDef>>,
     /// `with lock=name` locks by name.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a process group gets between SIGTERM and SIGKILL.
+    kill_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -695,6 +700,8 @@ impl Ctx {
                     () = self.cancel.cancelled() => Err(Signal::Stopped),
                 }
             }
+            "Exec" => self.exec(op).await,
+            "SHExec" => self.shexec(op).await,
             other => {
                 self.raise(&format!("operation {other} cannot run here"))
                     .await

@@ -1,0 +1,183 @@
+//! Running programs: each in its own process group, output logged line by line as it arrives,
+//! and the whole group ended (SIGTERM, then SIGKILL after a grace period) when the work is
+//! cancelled or the program exits leaving children behind. This is the only module that starts
+//! processes.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The longest output line kept whole; the rest of a longer line is dropped and the line is
+/// marked, so one endless line cannot exhaust memory.
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessSpec {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) working_directory: Option<PathBuf>,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The program exited on its own (or was killed by someone else).
+    Exited(ExitStatus),
+    /// The work was cancelled and the process group ended.
+    Stopped,
+}
+
+/// A started program.
+#[derive(Debug)]
+pub(crate) struct Running {
+    child: tokio::process::Child,
+    pgid: Pid,
+}
+
+/// Output lines in arrival order; the channel closes once both streams are at their end.
+pub(crate) type Lines = mpsc::Receiver<(Stream, String)>;
+
+/// Starts a program in a new process group with its output piped. The caller must read the
+/// lines while it waits: a program blocks when its output is not read.
+pub(crate) fn start(spec: &ProcessSpec) -> std::io::Result<(Running, Lines)> {
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_directory {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn()?;
+    let id = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("the process ended before it could be tracked"))?;
+    let (tx, lines) = mpsc::channel(256);
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(read_lines(stdout, Stream::Stdout, tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(read_lines(stderr, Stream::Stderr, tx));
+    }
+    Ok((
+        Running {
+            child,
+            pgid: Pid::from_raw(id as i32),
+        },
+        lines,
+    ))
+}
+
+impl Running {
+    /// Waits for the program to exit, or for `cancel`; either way, nothing of its process group
+    /// is left when this returns.
+    pub(crate) async fn wait(
+        &mut self,
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> std::io::Result<Ended> {
+        let ended = tokio::select! {
+            status = self.child.wait() => Ended::Exited(status?),
+            () = cancel.cancelled() => {
+                end_group(self.pgid, &mut self.child, grace).await?;
+                Ended::Stopped
+            }
+        };
+        // Children the program left behind are ended too: no process outlives its job.
+        if group_exists(self.pgid) {
+            end_group(self.pgid, &mut self.child, grace).await?;
+        }
+        Ok(ended)
+    }
+}
+
+/// SIGTERM to the group, SIGKILL to what is left after `grace`; reaps the group leader.
+async fn end_group(
+    pgid: Pid,
+    leader: &mut tokio::process::Child,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    // The leader is reaped as soon as it exits, so a zombie never keeps the group alive.
+    let _ = tokio::time::timeout_at(deadline, leader.wait()).await;
+    while group_exists(pgid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if group_exists(pgid) {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    leader.wait().await?;
+    Ok(())
+}
+
+/// Whether any process of the group is still alive (signal 0 checks without signalling).
+fn group_exists(pgid: Pid) -> bool {
+    killpg(pgid, None).is_ok()
+}
+
+/// Reads a stream and sends it on line by line, as lines complete. Lines longer than
+/// `MAX_LINE_BYTES` are cut there; bytes that are not UTF-8 are replaced.
+async fn read_lines(
+    mut stream: impl AsyncRead + Unpin,
+    which: Stream,
+    tx: mpsc::Sender<(Stream, String)>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                if tx
+                    .send((which, finish_line(&mut line, &mut cut)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            } else if line.len() < MAX_LINE_BYTES {
+                line.push(byte);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if !line.is_empty() || cut {
+        let _ = tx.send((which, finish_line(&mut line, &mut cut))).await;
+    }
+}
+
+fn finish_line(line: &mut Vec<u8>, cut: &mut bool) -> String {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if *cut {
+        text.push_str(" [line truncated]");
+    }
+    line.clear();
+    *cut = false;
+    text
+}
