@@ -7,5 +7,6 @@
 
 mod api;
 mod jobs;
+mod plans;
 mod templates;
 mod tidy;
