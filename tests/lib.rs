@@ -136,20 +136,30 @@ impl Holtd {
 
     /// Sends SIGTERM and waits (up to a minute) for holtd to exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("holtd is running");
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([format!("-{name}"), self.pid().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
+    }
+
+    /// Waits for holtd to exit, failing after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("holtd is running");
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("wait for holtd") {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "holtd did not exit after SIGTERM"
+                "holtd did not exit within {within:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -226,6 +236,38 @@ impl Holtd {
         reply.body
     }
 
+    /// Polls the status until it is `status`; fails after 20 seconds.
+    pub async fn wait_status(&self, token: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.status(token, "").await;
+            if now == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {token} is {now}, never {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls the log until it contains `text`; fails after 20 seconds.
+    pub async fn wait_log(&self, token: &str, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = self.logs(token, "").await;
+            if body.contains(text) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {token} never logged {text:?}:\n{body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Polls the status until it is terminal and returns it; fails after 20 seconds.
     pub async fn wait_terminal(&self, token: &str, extra: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -247,6 +289,18 @@ impl Drop for Holtd {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Whether a process is alive (a zombie has exited and does not count).
+pub fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 /// A response, read whole.

@@ -8,5 +8,6 @@
 mod api;
 mod jobs;
 mod plans;
+mod reliability;
 mod templates;
 mod tidy;

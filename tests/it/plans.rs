@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use holt_tests::{Holtd, holtd_binary};
+use holt_tests::{Holtd, alive, holtd_binary};
 
 fn template(plan: &str) -> String {
     format!("allow_api = true\nplan = '''\n{plan}\n'''\n")
@@ -82,17 +82,6 @@ async fn execution_rules_over_http() {
         assert_eq!(got_status, status, "{name}: {got_body}");
         assert_eq!(inner(got_body), *body, "{name}");
     }
-}
-
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 #[tokio::test]

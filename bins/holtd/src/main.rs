@@ -65,6 +65,36 @@ struct ServeArgs {
     /// Seconds a job's processes get between SIGTERM and SIGKILL when they are ended.
     #[arg(long, default_value_t = 5)]
     kill_grace: u64,
+    /// The most jobs that may wait to run; further triggers get 503 with Retry-After.
+    #[arg(long, default_value_t = 100_000)]
+    max_pending_jobs: usize,
+    /// The most log lines one job keeps; later lines are dropped after a WARN line.
+    #[arg(long, default_value_t = 10_000_000)]
+    max_log_lines_per_job: u64,
+    /// The longest log line kept, in bytes; longer lines are cut and marked.
+    #[arg(long, default_value_t = 65_536)]
+    max_log_line_bytes: usize,
+    /// The largest request head (request line and headers), in bytes; larger gets 431.
+    #[arg(long, default_value_t = 65_536)]
+    max_head_bytes: usize,
+    /// The largest request body, in bytes; larger gets 413.
+    #[arg(long, default_value_t = 1_048_576)]
+    max_body_bytes: usize,
+    /// The most connections served at once; further clients wait to be accepted.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// The most variables one trigger may carry.
+    #[arg(long, default_value_t = 100)]
+    max_variables: usize,
+    /// The longest variable value, in bytes.
+    #[arg(long, default_value_t = 65_536)]
+    max_variable_bytes: usize,
+    /// Seconds a client may take to send a request head before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Seconds a client may take to send a request body before it gets 408.
+    #[arg(long, default_value_t = 30)]
+    body_read_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,6 +168,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_concurrent_jobs: args.max_concurrent_jobs as usize,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         kill_grace: Duration::from_secs(args.kill_grace),
+        max_pending_jobs: args.max_pending_jobs,
+        max_log_lines_per_job: args.max_log_lines_per_job,
+        max_log_line_bytes: args.max_log_line_bytes,
+        ..EngineConfig::default()
+    };
+    let http_config = HttpConfig {
+        max_head_bytes: args.max_head_bytes,
+        max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+        max_variables: args.max_variables,
+        max_variable_bytes: args.max_variable_bytes,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        ..HttpConfig::default()
     };
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await
@@ -152,13 +196,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("holtd listening on http://{addr}");
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
-    holt_http::serve(
-        listener,
-        engine.clone(),
-        HttpConfig::default(),
-        shutdown_signal(),
-    )
-    .await;
+    holt_http::serve(listener, engine.clone(), http_config, shutdown_signal()).await;
     tracing::info!("stopped accepting; waiting for running jobs");
     tokio::spawn(async {
         shutdown_signal().await;

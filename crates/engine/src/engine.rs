@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::EngineError;
 use crate::clock::now_ms;
 use crate::interp::{self, ExecState};
-use crate::joblog::JobLog;
+use crate::joblog::{JobLog, LogLimits};
+use crate::process;
 
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
@@ -26,6 +27,14 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// How long a job's processes get between SIGTERM and SIGKILL when they are ended.
     pub kill_grace: Duration,
+    /// The most jobs that may wait to run; a trigger beyond it is refused.
+    pub max_pending_jobs: usize,
+    /// The most log entries one job keeps; later ones are dropped after one line saying so.
+    pub max_log_lines_per_job: u64,
+    /// The longest log entry kept, in bytes; longer ones are cut and marked.
+    pub max_log_line_bytes: usize,
+    /// How long a trigger waits for the store to confirm the new job.
+    pub store_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -34,6 +43,10 @@ impl Default for EngineConfig {
             max_concurrent_jobs: 8,
             shutdown_grace: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            max_pending_jobs: 100_000,
+            max_log_lines_per_job: 10_000_000,
+            max_log_line_bytes: 64 * 1024,
+            store_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -105,6 +118,15 @@ impl Engine {
         for token in &recovery.interrupted {
             tracing::warn!(job = %token, "job was executing when the server stopped; marked Error");
         }
+        // Processes of jobs a crashed server was running are still alive: end them before any
+        // new job starts, so nothing of an interrupted job runs on.
+        let orphans = process::end_orphans(store.instance_id(), config.kill_grace).await;
+        if orphans > 0 {
+            tracing::warn!(
+                processes = orphans,
+                "ended processes left by interrupted jobs"
+            );
+        }
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -138,28 +160,56 @@ impl Engine {
         template: &Arc<Template>,
         variables: &Variables,
     ) -> Result<JobToken, EngineError> {
-        if self.inner.queue.lock().expect("queue lock").closed {
-            return Err(EngineError::ShuttingDown);
+        {
+            let queue = self.inner.queue.lock().expect("queue lock");
+            if queue.closed {
+                return Err(EngineError::ShuttingDown);
+            }
+            let limit = self.inner.config.max_pending_jobs;
+            if queue.waiting.len() >= limit {
+                return Err(EngineError::QueueFull { limit });
+            }
         }
         let variables = template.defaults().overridden_by(variables);
-        let token = self
-            .inner
-            .store
-            .create_job(NewJob {
+        // Recording and queueing run in their own task: should the store be too slow to confirm
+        // in time, the caller gets an answer while the job, once recorded, still runs.
+        let engine = self.clone();
+        let template = template.clone();
+        let record = tokio::spawn(async move {
+            let token = engine
+                .inner
+                .store
+                .create_job(NewJob {
+                    template: template.name.clone(),
+                    plan: template.plan_source.clone(),
+                    variables: variables.clone(),
+                    created_ms: now_ms(),
+                })
+                .await?;
+            tracing::debug!(job = %token, template = %template.name, "job created");
+            engine.enqueue(QueuedJob {
+                token,
                 template: template.name.clone(),
-                plan: template.plan_source.clone(),
-                variables: variables.clone(),
-                created_ms: now_ms(),
-            })
-            .await?;
-        tracing::debug!(job = %token, template = %template.name, "job created");
-        self.enqueue(QueuedJob {
-            token,
-            template: template.name.clone(),
-            plan: Arc::new(template.plan.clone()),
-            secrets: secrets_of(Some(template), &variables),
-            variables,
+                plan: Arc::new(template.plan.clone()),
+                secrets: secrets_of(Some(&template), &variables),
+                variables,
+            });
+            Ok::<_, EngineError>(token)
         });
+        let timeout = self.inner.config.store_timeout;
+        let token = match tokio::time::timeout(timeout, record).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => {
+                return Err(EngineError::Store(holt_storage::StoreError::Database(
+                    Box::new(e),
+                )));
+            }
+            Err(_) => {
+                return Err(EngineError::StoreTimeout {
+                    seconds: timeout.as_secs(),
+                });
+            }
+        };
         Ok(token)
     }
 
@@ -219,7 +269,13 @@ impl Engine {
             Err(diagnostics) => {
                 // A plan recorded by an older build that this build cannot read: the job ends
                 // with the reason rather than blocking the queue or vanishing.
-                let log = JobLog::new(record.token, self.inner.store.clone(), 0, Vec::new());
+                let log = JobLog::new(
+                    record.token,
+                    self.inner.store.clone(),
+                    0,
+                    Vec::new(),
+                    self.log_limits(),
+                );
                 let message =
                     format!("This job's plan cannot be run by this server: {diagnostics}");
                 log.write(LogLevel::Error, &ScopePath::root(), &message)
@@ -231,6 +287,13 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    fn log_limits(&self) -> LogLimits {
+        LogLimits {
+            max_lines: self.inner.config.max_log_lines_per_job,
+            max_line_bytes: self.inner.config.max_log_line_bytes,
+        }
     }
 
     fn enqueue(&self, job: QueuedJob) {
@@ -284,7 +347,13 @@ impl Engine {
             .set_status(job.token, JobStatus::Executing, now_ms())
             .await?;
         tracing::info!(job = %job.token, template = %job.template, "job executing");
-        let log = Arc::new(JobLog::new(job.token, store.clone(), 0, job.secrets));
+        let log = Arc::new(JobLog::new(
+            job.token,
+            store.clone(),
+            0,
+            job.secrets,
+            self.log_limits(),
+        ));
         let root = ScopePath::root();
         log.write(
             LogLevel::Debug,
@@ -319,7 +388,7 @@ impl Engine {
                 (JobStatus::Error, LogLevel::Error, "Job failed.".to_owned())
             }
         };
-        log.write(level, &root, &line).await?;
+        log.write_final(level, &line).await?;
         // The status is queued after every entry, so it commits with or after them: a client
         // that sees it can read the whole log.
         store.set_status(job.token, status, now_ms()).await?;

@@ -11,4 +11,16 @@ pub enum EngineError {
     /// The engine is shutting down and accepts no new jobs.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Too many jobs wait to run; nothing was recorded.
+    #[error("too many jobs are waiting to run (at most {limit}); retry later")]
+    QueueFull {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The store did not confirm the write in time; the job may or may not be recorded.
+    #[error("the database did not confirm the write within {seconds} seconds; retry later")]
+    StoreTimeout {
+        /// How long the engine waited.
+        seconds: u64,
+    },
 }

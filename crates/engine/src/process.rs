@@ -23,6 +23,8 @@ pub(crate) struct ProcessSpec {
     pub(crate) program: String,
     pub(crate) args: Vec<String>,
     pub(crate) working_directory: Option<PathBuf>,
+    /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]).
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 /// Which stream a line came from.
@@ -49,7 +51,7 @@ pub(crate) struct Running {
 }
 
 /// Output lines in arrival order; the channel closes once both streams are at their end.
-pub(crate) type Lines = mpsc::Receiver<(Stream, String)>;
+pub(crate) type Lines = mpsc::Receiver<(Stream, Vec<String>)>;
 
 /// Starts a program in a new process group with its output piped. The caller must read the
 /// lines while it waits: a program blocks when its output is not read.
@@ -61,7 +63,8 @@ pub(crate) fn start(spec: &ProcessSpec) -> std::io::Result<(Running, Lines)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .envs(spec.env.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(dir) = &spec.working_directory {
         command.current_dir(dir);
     }
@@ -134,11 +137,12 @@ fn group_exists(pgid: Pid) -> bool {
 }
 
 /// Reads a stream and sends it on line by line, as lines complete. Lines longer than
-/// `MAX_LINE_BYTES` are cut there; bytes that are not UTF-8 are replaced.
+/// `MAX_LINE_BYTES` are cut there; bytes that are not UTF-8 are replaced. The lines completed by
+/// one read are sent together, so a chatty program costs one message per read, not per line.
 async fn read_lines(
     mut stream: impl AsyncRead + Unpin,
     which: Stream,
-    tx: mpsc::Sender<(Stream, String)>,
+    tx: mpsc::Sender<(Stream, Vec<String>)>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut line: Vec<u8> = Vec::new();
@@ -148,24 +152,24 @@ async fn read_lines(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let mut done = Vec::new();
         for &byte in &buf[..n] {
             if byte == b'\n' {
-                if tx
-                    .send((which, finish_line(&mut line, &mut cut)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                done.push(finish_line(&mut line, &mut cut));
             } else if line.len() < MAX_LINE_BYTES {
                 line.push(byte);
             } else {
                 cut = true;
             }
         }
+        if !done.is_empty() && tx.send((which, done)).await.is_err() {
+            return;
+        }
     }
     if !line.is_empty() || cut {
-        let _ = tx.send((which, finish_line(&mut line, &mut cut))).await;
+        let _ = tx
+            .send((which, vec![finish_line(&mut line, &mut cut)]))
+            .await;
     }
 }
 
@@ -180,4 +184,45 @@ fn finish_line(line: &mut Vec<u8>, cut: &mut bool) -> String {
     line.clear();
     *cut = false;
     text
+}
+
+/// The environment variable that marks every process a job starts with the store's instance
+/// id, so that after a crash the next start can find the processes the previous one left.
+pub(crate) const INSTANCE_ENV: &str = "HOLT_INSTANCE";
+
+/// The environment variable that tells a job's processes their job's token.
+pub(crate) const TOKEN_ENV: &str = "HOLT_JOB_TOKEN";
+
+/// Ends every process on this machine that carries `instance` in its environment: after a crash
+/// of holtd, the processes its jobs had started. Returns how many were signalled. Processes
+/// whose environment cannot be read (another user's, already gone) are skipped.
+pub(crate) async fn end_orphans(instance: &str, grace: Duration) -> usize {
+    let marker = format!("{INSTANCE_ENV}={instance}");
+    let find = || -> Vec<Pid> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let me = std::process::id();
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| pid != me)
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+            })
+            .map(|pid| Pid::from_raw(pid as i32))
+            .collect()
+    };
+    let found = find();
+    for &pid in &found {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while !find().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for pid in find() {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    }
+    found.len()
 }

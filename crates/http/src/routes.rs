@@ -29,6 +29,8 @@ pub(crate) struct App {
 pub(crate) struct Refusal {
     status: StatusCode,
     reason: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After`.
+    retry_after: Option<u32>,
 }
 
 impl Refusal {
@@ -36,7 +38,23 @@ impl Refusal {
         Refusal {
             status,
             reason: reason.into(),
+            retry_after: None,
         }
+    }
+
+    fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut response = text(self.status, self.reason);
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -48,8 +66,16 @@ impl From<BadParams> for Refusal {
 
 impl From<EngineError> for Refusal {
     fn from(e: EngineError) -> Self {
-        tracing::error!(error = %e, "request failed");
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}"))
+        match &e {
+            EngineError::QueueFull { .. } => {
+                tracing::warn!(error = %e, "trigger refused");
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(5)
+            }
+            _ => {
+                tracing::error!(error = %e, "request failed");
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
+            }
+        }
     }
 }
 
@@ -124,7 +150,15 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             Endpoint::Healthz => healthz(app, req).await,
         },
     };
-    result.unwrap_or_else(|refusal| text(refusal.status, refusal.reason))
+    result.unwrap_or_else(Refusal::into_response)
+}
+
+/// The answer to a request whose handler failed unexpectedly.
+pub(crate) fn internal_error() -> Response<Body> {
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the server's log",
+    )
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -149,9 +183,18 @@ async fn read_params(
         params.extend_form(query.as_bytes(), "query string")?;
     }
     if parts.method == Method::POST {
-        let bytes = Limited::new(body, app.config.max_body_bytes)
-            .collect()
+        let read = Limited::new(body, app.config.max_body_bytes).collect();
+        let bytes = tokio::time::timeout(app.config.body_read_timeout, read)
             .await
+            .map_err(|_| {
+                Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} seconds",
+                        app.config.body_read_timeout.as_secs()
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     Refusal::new(

@@ -11,15 +11,28 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::routes::{App, handle};
+use crate::routes::{App, handle, internal_error};
+use tokio::sync::Semaphore;
 
-/// Limits and timeouts of the HTTP server.
+/// Limits and timeouts of the HTTP server. Every one bounds what a client can make the server
+/// hold: memory, a connection, a task.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
+    /// The largest request head (request line and headers) read; a larger one is answered
+    /// with 431. hyper needs at least 8192.
+    pub max_head_bytes: usize,
     /// The largest request body read; a larger one is answered with 413.
     pub max_body_bytes: usize,
-    /// How long a client may take to send a request's head.
+    /// How long a client may take to send a request's head; then the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body; then it is answered with 408.
+    pub body_read_timeout: Duration,
+    /// The most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// The most job variables a trigger may carry.
+    pub max_variables: usize,
+    /// The longest value a job variable may have, in bytes.
+    pub max_variable_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
 }
@@ -27,8 +40,13 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
+            max_head_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_variables: 100,
+            max_variable_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -44,10 +62,17 @@ pub async fn serve(
 ) {
     let drain_timeout = config.drain_timeout;
     let header_read_timeout = config.header_read_timeout;
+    let max_head_bytes = config.max_head_bytes.max(8192);
+    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let app = Arc::new(App { engine, config });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // A permit per connection: at the limit, the loop stops accepting until one closes.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -70,7 +95,15 @@ pub async fn serve(
                 let method = req.method().clone();
                 // Only the path is logged: the query string may hold an API key.
                 let path = req.uri().path().to_owned();
-                let response = handle(app, req).await;
+                // Each request runs in its own task, so a panic in a handler is caught here and
+                // answered with 500 instead of taking the connection, or the server, down.
+                let response = match tokio::spawn(handle(app, req)).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        tracing::error!(%method, %path, error = %e, "request handler panicked");
+                        internal_error()
+                    }
+                };
                 tracing::debug!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -78,12 +111,14 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
+            .max_buf_size(max_head_bytes)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -49,6 +49,14 @@ pub async fn create_and_read(store: Arc<dyn JobStore>) {
     assert_eq!(store.status(b).await.unwrap(), Some(JobStatus::Pending));
 }
 
+/// The instance id is non-empty and stable for one store.
+pub async fn instance_id(store: Arc<dyn JobStore>) {
+    let id = store.instance_id().to_owned();
+    assert!(!id.is_empty());
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+    assert_eq!(store.instance_id(), id);
+}
+
 /// Unknown tokens are `None`, not errors.
 pub async fn unknown_job(store: Arc<dyn JobStore>) {
     let token = JobToken::new(424_242).unwrap();

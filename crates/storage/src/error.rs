@@ -20,6 +20,10 @@ pub enum StoreError {
     /// A stored row does not hold valid domain values.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database cannot be written now (disk full, I/O error); new jobs are refused and
+    /// other writes are retried until it can.
+    #[error("the database cannot be written now: {0}")]
+    Unavailable(String),
     /// The store has shut down and accepts no more writes.
     #[error("the store is closed")]
     Closed,
@@ -27,7 +31,11 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(e))
+        if crate::sqlite::is_storage_failure(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(Box::new(e))
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod migrations;
 mod writer;
 
 use writer::Command;
+pub(crate) use writer::is_storage_failure;
 
 /// What an acknowledged write promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +55,7 @@ impl SqliteConfig {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
+    instance: Arc<str>,
     reads: r2d2::Pool<SqliteConnectionManager>,
     _writer: Arc<writer::WriterHandle>,
 }
@@ -77,6 +79,10 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         migrations::apply(&mut conn)?;
+        let instance: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |row| {
+                row.get(0)
+            })?;
 
         let manager = SqliteConnectionManager::file(&config.path).with_init(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
@@ -91,6 +97,7 @@ impl SqliteStore {
         let writer = writer::spawn(conn, receiver)?;
         Ok(SqliteStore {
             commands,
+            instance: instance.into(),
             reads,
             _writer: Arc::new(writer),
         })
@@ -136,6 +143,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
     async fn create_job(&self, job: NewJob) -> Result<JobToken, StoreError> {
         self.request(|ack| Command::CreateJob { job, ack }).await
     }

@@ -11,6 +11,10 @@ use crate::StoreError;
 /// is durable when that change is.
 #[async_trait]
 pub trait JobStore: Send + Sync + std::fmt::Debug {
+    /// A name for this database, stable across restarts and different for every database, so
+    /// that what a server started from it (such as processes) can be recognised later.
+    fn instance_id(&self) -> &str;
+
     /// Records a new `Pending` job and returns its token once the job is durable.
     async fn create_job(&self, job: NewJob) -> Result<JobToken, StoreError>;
 

@@ -150,6 +150,7 @@ impl Ctx {
             program,
             args,
             working_directory: settings.working_directory.clone(),
+            env: self.process_env(),
         };
         self.run_program(spec, &settings).await
     }
@@ -178,6 +179,7 @@ impl Ctx {
             program: "/bin/sh".to_owned(),
             args: vec!["-c".to_owned(), script],
             working_directory: settings.working_directory.clone(),
+            env: self.process_env(),
         };
         self.run_program(spec, &settings).await
     }
@@ -225,6 +227,14 @@ impl Ctx {
         }
     }
 
+    /// The marks every process of this job carries in its environment.
+    fn process_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (process::INSTANCE_ENV, self.shared.instance.clone()),
+            (process::TOKEN_ENV, self.shared.token.to_string()),
+        ]
+    }
+
     /// Runs a program, logging its output as it arrives, and decides the operation's outcome.
     async fn run_program(&mut self, spec: ProcessSpec, settings: &RunSettings) -> Flow {
         let before = self.state;
@@ -252,12 +262,16 @@ impl Ctx {
                         drain_deadline = Some(tokio::time::Instant::now() + OUTPUT_DRAIN);
                     }
                     line = lines.recv(), if open => match line {
-                        Some((stream, text)) => {
+                        Some((stream, batch)) => {
                             let level = match stream {
                                 Stream::Stdout => settings.output_level,
                                 Stream::Stderr => settings.error_level,
                             };
-                            self.log(level, &text).await?;
+                            self.shared
+                                .log
+                                .write_many(level, &self.scope, &batch)
+                                .await
+                                .map_err(Signal::Store)?;
                             match level {
                                 LogLevel::Error => {
                                     error_output = true;

@@ -105,6 +105,7 @@ pub(crate) async fn run(
             _ => None,
         })
         .collect();
+    let instance = log.instance().to_owned();
     let mut ctx = Ctx {
         shared: Arc::new(Shared {
             token,
@@ -112,6 +113,7 @@ pub(crate) async fn run(
             modules,
             locks: Mutex::new(HashMap::new()),
             kill_grace,
+            instance,
         }),
         env: Env {
             frames: vec![HashMap::new()],
@@ -144,6 +146,8 @@ struct Shared {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// How long a process group gets between SIGTERM and SIGKILL.
     kill_grace: Duration,
+    /// The store's instance id, marked on every process.
+    instance: String,
 }
 
 #[derive(Debug)]
@@ -245,7 +249,7 @@ impl Ctx {
 
     async fn statement_kind(&mut self, statement: &Statement) -> Flow {
         match &statement.kind {
-            StatementKind::Operation(op) => self.operation(op).await,
+            StatementKind::Operation(op) => Box::pin(self.operation(op)).await,
             StatementKind::Set {
                 scope,
                 target,
@@ -269,7 +273,7 @@ impl Ctx {
                 Ok(())
             }
             StatementKind::Block(body) => self.block(body).await,
-            StatementKind::With { directives, body } => self.with(directives, body).await,
+            StatementKind::With { directives, body } => Box::pin(self.with(directives, body)).await,
             StatementKind::Await(name) => self.await_tasks(Some(name.as_deref())).await,
             StatementKind::If(branch) => self.branch(branch).await,
             StatementKind::Foreach { var, source, body } => {
@@ -358,7 +362,7 @@ impl Ctx {
             }
             // Modules are collected before the plan runs; the declaration itself does nothing.
             StatementKind::Module { .. } => Ok(()),
-            StatementKind::Call { name, args } => self.call(name, args).await,
+            StatementKind::Call { name, args } => Box::pin(self.call(name, args)).await,
         }
     }
 
@@ -700,8 +704,10 @@ impl Ctx {
                     () = self.cancel.cancelled() => Err(Signal::Stopped),
                 }
             }
-            "Exec" => self.exec(op).await,
-            "SHExec" => self.shexec(op).await,
+            // Boxed: running a program is a large state machine, and keeping it out of every
+            // statement's future keeps deep nesting within a thread's stack.
+            "Exec" => Box::pin(self.exec(op)).await,
+            "SHExec" => Box::pin(self.shexec(op)).await,
             other => {
                 self.raise(&format!("operation {other} cannot run here"))
                     .await

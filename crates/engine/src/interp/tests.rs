@@ -749,3 +749,23 @@ fn final_status_matches_the_reference_model() {
         })
         .unwrap();
 }
+
+#[test]
+fn the_deepest_nesting_the_parser_accepts_runs() {
+    let depth = 60;
+    let mut plan = String::new();
+    for i in 0..depth {
+        plan.push_str(if i % 3 == 0 {
+            "try { "
+        } else if i % 3 == 1 {
+            "with retry=1 { "
+        } else {
+            "{ "
+        });
+    }
+    plan.push_str("Log-Information deep;");
+    for i in (0..depth).rev() {
+        plan.push_str(if i % 3 == 0 { " } catch { }" } else { " }" });
+    }
+    check(&plan, "INFO: deep\n", JobStatus::Succeeded);
+}

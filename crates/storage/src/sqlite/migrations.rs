@@ -29,6 +29,13 @@ const MIGRATIONS: &[&str] = &[
         text    TEXT    NOT NULL,
         PRIMARY KEY (job_id, seq)
     ) WITHOUT ROWID;",
+    // 2: facts about the database itself; `instance` names it, so that the processes its jobs
+    // start can be told apart from those of another holtd on the same machine.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(8))));",
 ];
 
 /// The schema version this build writes.

@@ -21,6 +21,7 @@ macro_rules! conformance_tests {
 
 conformance_tests!(
     create_and_read,
+    instance_id,
     unknown_job,
     status_transitions,
     logs_in_order,
@@ -33,7 +34,7 @@ conformance_tests!(
 async fn reopening_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteConfig::new(dir.path().join("holt.db"));
-    let token = {
+    let (token, instance) = {
         let store = SqliteStore::open(&config).unwrap();
         let token = store
             .create_job(NewJob {
@@ -48,13 +49,17 @@ async fn reopening_keeps_everything() {
             .set_status(token, JobStatus::Succeeded, 8)
             .await
             .unwrap();
-        token
+        (token, store.instance_id().to_owned())
     };
     let store = SqliteStore::open(&config).unwrap();
     assert_eq!(
         store.status(token).await.unwrap(),
         Some(JobStatus::Succeeded)
     );
+    assert_eq!(store.instance_id(), instance);
+    let other = tempfile::tempdir().unwrap();
+    let other = SqliteStore::open(&SqliteConfig::new(other.path().join("holt.db"))).unwrap();
+    assert_ne!(store.instance_id(), other.instance_id());
 }
 
 #[test]

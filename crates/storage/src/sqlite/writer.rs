@@ -2,6 +2,7 @@
 //! commits, and only then acknowledges each caller (group commit).
 
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use holt_domain::{JobStatus, JobToken, LogEntry};
 use rusqlite::{Connection, Transaction, params};
@@ -31,6 +32,8 @@ pub(crate) enum Command {
     /// Anything rarer: runs inside the batch's transaction and returns what to do once the
     /// batch's commit has succeeded or failed (typically, acknowledge its caller).
     Run(Box<dyn FnOnce(&Transaction<'_>) -> Finish + Send>),
+    /// A `Run` whose closure has run: only its `Finish` is left, for a failed batch.
+    Done(Finish),
 }
 
 /// Called with the outcome of the commit that included a `Run` command.
@@ -70,103 +73,172 @@ pub(crate) fn spawn(
     })
 }
 
-/// An acknowledgement to send once the batch's fate is known.
-enum Pending {
-    Token(Ack<JobToken>, Result<JobToken, StoreError>),
-    Unit(Ack<()>, Result<(), StoreError>),
-    Finish(Finish, Result<(), StoreError>),
+/// How long the writer waits before trying a failed batch again, at first and at most.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Most internal writes (logs, status changes) held while the database cannot be written; past
+/// this the writer stops taking commands, so producers wait instead of memory growing.
+const MAX_RETAINED: usize = 100_000;
+
+/// What a command produced inside the transaction, acknowledged once the commit's fate is known.
+enum Outcome {
+    Token(Result<JobToken, StoreError>),
+    Unit(Result<(), StoreError>),
+    None,
 }
 
 fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = receiver.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
+    // Internal writes of a batch that could not be committed, in order, waiting to be retried.
+    let mut retained: Vec<Command> = Vec::new();
+    // Why the database cannot be written, while it cannot.
+    let mut failing: Option<String> = None;
+    let mut delay = RETRY_FIRST;
+    loop {
+        let mut batch = std::mem::take(&mut retained);
+        if failing.is_none() {
+            if batch.is_empty() {
+                match receiver.blocking_recv() {
+                    Some(command) => batch.push(command),
+                    None => return,
+                }
+            }
+        } else {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the writer is a plain thread, not async code"
+            )]
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+        // While failing, commands keep being taken (new jobs answered at once) up to a bound.
+        let limit = if failing.is_some() {
+            MAX_RETAINED
+        } else {
+            MAX_BATCH
+        };
+        while batch.len() < limit {
+            let Ok(command) = receiver.try_recv() else {
+                break;
+            };
+            match (&failing, command) {
+                // New jobs are refused at once while the database cannot be written: the client
+                // hears so now, and nothing of the job exists.
+                (Some(reason), Command::CreateJob { ack, .. }) => {
+                    let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                (_, command) => batch.push(command),
             }
         }
-        let acks = apply_batch(&mut conn, batch.drain(..));
-        for ack in acks {
-            match ack {
-                Pending::Token(ack, result) => drop(ack.send(result)),
-                Pending::Unit(ack, result) => drop(ack.send(result)),
-                Pending::Finish(finish, result) => finish(result),
+        if batch.is_empty() {
+            continue;
+        }
+        match apply_batch(&mut conn, &mut batch) {
+            Ok(outcomes) => {
+                if let Some(reason) = failing.take() {
+                    tracing::warn!(was = %reason, "the database can be written again");
+                }
+                delay = RETRY_FIRST;
+                acknowledge(batch, outcomes);
+            }
+            Err(reason) => {
+                if failing.is_none() {
+                    tracing::error!(error = %reason, "the database cannot be written; new jobs are refused and other writes are retried");
+                }
+                for command in batch {
+                    match command {
+                        Command::CreateJob { ack, .. } => {
+                            let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
+                        }
+                        Command::Run(_) => {}
+                        Command::Done(finish) => {
+                            finish(Err(StoreError::Unavailable(reason.clone())))
+                        }
+                        command @ (Command::SetStatus { .. } | Command::AppendLogs { .. }) => {
+                            retained.push(command)
+                        }
+                    }
+                }
+                failing = Some(reason);
             }
         }
     }
 }
 
-/// Applies a batch in one transaction. When the transaction cannot commit, every caller in it
-/// is told so and nothing of it is kept.
-fn apply_batch(conn: &mut Connection, batch: impl Iterator<Item = Command>) -> Vec<Pending> {
-    let mut acks = Vec::new();
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            let message = e.to_string();
-            for command in batch {
-                fail(command, &message, &mut acks);
-            }
-            return acks;
+fn acknowledge(batch: Vec<Command>, outcomes: Vec<Outcome>) {
+    for (command, outcome) in batch.into_iter().zip(outcomes) {
+        match (command, outcome) {
+            (Command::CreateJob { ack, .. }, Outcome::Token(result)) => drop(ack.send(result)),
+            (Command::SetStatus { ack, .. }, Outcome::Unit(result)) => drop(ack.send(result)),
+            (Command::Done(finish), _) => finish(Ok(())),
+            _ => {}
         }
-    };
-    let mut failure = None;
-    for command in batch {
-        match command {
-            Command::CreateJob { job, ack } => {
-                acks.push(Pending::Token(ack, insert_job(&tx, &job)))
-            }
+    }
+}
+
+/// Whether an error means the database cannot be written at all (so the batch is retried
+/// later), rather than that one command is wrong.
+pub(crate) fn is_storage_failure(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::OutOfMemory
+        )
+    )
+}
+
+/// Applies a batch in one transaction and commits it. On `Err`, nothing of the batch is kept
+/// and the commands are untouched but for `Run`, which has become `Done` (its closure ran).
+fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outcome>, String> {
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for command in batch.iter_mut() {
+        let outcome = match command {
+            Command::CreateJob { job, .. } => Outcome::Token(step(insert_job(&tx, job))?),
             Command::SetStatus {
                 token,
                 status,
                 at_ms,
-                ack,
-            } => acks.push(Pending::Unit(ack, update_status(&tx, token, status, at_ms))),
+                ..
+            } => Outcome::Unit(step(update_status(&tx, *token, *status, *at_ms))?),
             Command::AppendLogs { token, entries } => {
-                if let Err(e) = insert_logs(&tx, token, &entries) {
-                    // Nobody waits on a log append, so a failed one fails the batch: committing
-                    // the rest would leave a gap in the job's sequence numbers.
-                    failure.get_or_insert(e.to_string());
+                if let Err(e) = step(insert_logs(&tx, *token, entries))? {
+                    // A log entry that is wrong in itself (a bug) is dropped rather than blocking
+                    // every other write behind it.
+                    tracing::error!(job = %token, error = %e, "log entries dropped");
                 }
+                Outcome::None
             }
-            Command::Run(f) => acks.push(Pending::Finish(f(&tx), Ok(()))),
-        }
-    }
-    let outcome = match failure {
-        Some(message) => Err(message),
-        None => tx.commit().map_err(|e| e.to_string()),
-    };
-    if let Err(message) = outcome {
-        for ack in &mut acks {
-            match ack {
-                Pending::Token(_, result) => *result = Err(database_error(&message)),
-                Pending::Unit(_, result) => *result = Err(database_error(&message)),
-                Pending::Finish(_, result) => *result = Err(database_error(&message)),
+            Command::Run(_) => {
+                // The closure runs once; what is left is its `Finish`, for the commit's outcome.
+                let placeholder = Command::Done(Box::new(|_| {}));
+                if let Command::Run(f) = std::mem::replace(command, placeholder) {
+                    *command = Command::Done(f(&tx));
+                }
+                Outcome::None
             }
-        }
-        tracing::error!(error = %message, "a write batch could not be committed");
+            Command::Done(_) => Outcome::None,
+        };
+        outcomes.push(outcome);
     }
-    acks
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(outcomes)
 }
 
-fn fail(command: Command, message: &str, acks: &mut Vec<Pending>) {
-    match command {
-        Command::CreateJob { ack, .. } => {
-            acks.push(Pending::Token(ack, Err(database_error(message))))
-        }
-        Command::SetStatus { ack, .. } => {
-            acks.push(Pending::Unit(ack, Err(database_error(message))))
-        }
-        // A `Run` that never ran is dropped with its acknowledgement, which its caller sees as
-        // the store failing.
-        Command::AppendLogs { .. } | Command::Run(_) => {}
+/// Sorts a command's error: a storage failure fails the whole batch (`Err`), anything else is
+/// the command's own result (`Ok(Err)`).
+fn step<T>(result: Result<T, StoreError>) -> Result<Result<T, StoreError>, String> {
+    match result {
+        Err(StoreError::Unavailable(reason)) => Err(reason),
+        other => Ok(other),
     }
-}
-
-fn database_error(message: &str) -> StoreError {
-    StoreError::Database(message.to_owned().into())
 }
 
 fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<JobToken, StoreError> {
