@@ -53,7 +53,9 @@ pub struct Holtd {
     /// The address it listens on.
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    db: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Holtd {
@@ -69,8 +71,10 @@ impl Holtd {
         let mut holtd = Holtd {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            db: dir.path().join("holt.db"),
             dir,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
         };
         holtd.spawn().await;
         holtd
@@ -81,9 +85,35 @@ impl Holtd {
         self.dir.path()
     }
 
+    /// Where holtd's own log (its standard error) goes.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("holtd.log")
+    }
+
+    /// holtd's own log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    /// Restarts holtd (stopped) with extra environment variables, e.g. `HOLT_LOG=debug`.
+    pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.restart().await;
+    }
+
     /// The database file.
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("holt.db")
+        self.db.clone()
+    }
+
+    /// Stops holtd and starts it again with its database at `db`.
+    pub async fn restart_with_db(&mut self, db: PathBuf) {
+        self.kill9();
+        self.db = db;
+        self.restart().await;
     }
 
     /// The process id, while running.
@@ -100,9 +130,16 @@ impl Holtd {
             .arg("--templates")
             .arg(self.dir.path().join("templates"))
             .args(&self.args)
-            .env("HOLT_LOG", "warn")
+            .env("HOLT_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_file())
+                    .expect("open holtd.log"),
+            ))
             .spawn()
             .expect("start holtd");
         let stdout = child.stdout.take().expect("holtd stdout");
@@ -332,12 +369,23 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr)
+    try_request(addr, method, path, headers, body)
         .await
-        .expect("connect to holtd");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Like [`request`], but a failure to connect or to read the answer is returned, for clients
+/// that expect the server to go away (crash tests).
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let mut builder = Request::builder()
         .method(method)
@@ -346,25 +394,18 @@ pub async fn request(
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let request = builder
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("build request");
-    let response = sender.send_request(request).await.expect("send request");
+    let request = builder.body(Full::new(Bytes::from(body.to_owned())))?;
+    let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
         .iter()
         .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("read body")
-        .to_bytes();
-    Reply {
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(Reply {
         status,
         headers,
-        body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
-    }
+        body: String::from_utf8(bytes.to_vec())?,
+    })
 }

@@ -122,3 +122,351 @@ async fn a_second_signal_exits_at_once() {
     assert_eq!(holtd.status(&token, "").await, "Error");
     assert!(holtd.logs(&token, "").await.contains("INFO: started\n"));
 }
+
+#[tokio::test]
+async fn request_limits_answer_with_precise_codes() {
+    let holtd = Holtd::start(&[("t", &template("Log-Information hi;"))], &[]).await;
+    // Body over the limit (1 MiB by default).
+    let big = format!("a={}", "x".repeat(1_100_000));
+    let reply = holtd.post_form("/api/jobs/trigger?template=t", &big).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (413, "request body is larger than 1048576 bytes")
+    );
+    // Head over the limit (64 KiB by default).
+    let huge = "y".repeat(66_000);
+    let reply = holtd
+        .request("GET", "/healthz", &[("x-big", &huge)], "")
+        .await;
+    assert_eq!(reply.status, 431);
+    // Too many variables, and a value too long.
+    let many: String = (0..101).map(|i| format!("&v{i}=1")).collect();
+    let reply = holtd
+        .get(&format!("/api/jobs/trigger?template=t{many}"))
+        .await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, "too many variables: at most 100 are allowed")
+    );
+    let long = format!("Long={}", "z".repeat(70_000));
+    let reply = holtd.post_form("/api/jobs/trigger?template=t", &long).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, "variable Long is longer than 65536 bytes")
+    );
+    // And the server is still fine.
+    assert_eq!(holtd.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_a_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let holtd = Holtd::start(
+        &[("t", &template("Log-Information hi;"))],
+        &["--header-read-timeout", "1", "--body-read-timeout", "1"],
+    )
+    .await;
+    // A head that never ends: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(holtd.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // A body that never arrives: 408.
+    let mut slow = tokio::net::TcpStream::connect(holtd.addr).await.unwrap();
+    slow.write_all(b"POST /api/jobs/trigger?template=t HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=1").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.ends_with("the request body did not arrive within 1 seconds"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let holtd = Holtd::start(
+        &[("sleeper", &sleeper(dir.path()))],
+        &["--max-concurrent-jobs", "1", "--max-pending-jobs", "2"],
+    )
+    .await;
+    let running = holtd.trigger("template=sleeper").await;
+    holtd.wait_status(&running, "Executing").await;
+    holtd.trigger("template=sleeper").await;
+    holtd.trigger("template=sleeper").await;
+    let reply = holtd.get("/api/jobs/trigger?template=sleeper").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            503,
+            "too many jobs are waiting to run (at most 2); retry later"
+        )
+    );
+    assert_eq!(reply.header("retry-after"), Some("5"));
+}
+
+#[tokio::test]
+async fn job_logs_are_bounded() {
+    let plan = "foreach $i in @Range(0, 10) { Log-Information \"line $i\"; }";
+    let cut = "Log-Information abcdefghijklmnop;";
+    let holtd = Holtd::start(
+        &[("many", &template(plan)), ("long", &template(cut))],
+        &["--max-log-lines-per-job", "5", "--max-log-line-bytes", "10"],
+    )
+    .await;
+    let token = holtd.trigger("template=many").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    assert_eq!(
+        holtd.logs(&token, "").await,
+        "DEBUG: Job starte [line truncated]\nINFO: line 0\nINFO: line 1\nINFO: line 2\nINFO: line 3\n\
+         WARN: This job's log reached its limit of 5 lines; later lines are dropped.\nINFO: Job succeeded.\n"
+    );
+    let token = holtd.trigger("template=long").await;
+    holtd.wait_terminal(&token, "").await;
+    assert!(
+        holtd
+            .logs(&token, "")
+            .await
+            .contains("INFO: abcdefghij [line truncated]\n")
+    );
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_flooding_output_does_not_grow_memory() {
+    let flood = template("SHExec >>head -c 1000000000 /dev/zero; yes | head -c 20000000>>;");
+    let holtd = Holtd::start(&[("flood", &flood)], &["--max-log-lines-per-job", "1000"]).await;
+    let before = peak_rss_kb(holtd.pid());
+    let token = holtd.trigger("template=flood").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(
+        holtd.status(&token, "").await.as_str(),
+        "Succeeded" | "Warning" | "Error"
+    ) {
+        assert!(Instant::now() < deadline, "the flood did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = peak_rss_kb(holtd.pid());
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} kB to {after} kB"
+    );
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains(" [line truncated]\n"),
+        "the endless line was not cut"
+    );
+    assert!(log.contains(
+        "WARN: This job's log reached its limit of 1000 lines; later lines are dropped.\n"
+    ));
+    assert_eq!(log.lines().count(), 1002, "{}", &log[..500.min(log.len())]);
+}
+
+#[tokio::test]
+async fn keys_never_reach_logs_or_bodies_and_hashed_keys_work() {
+    // sha256("s3cr3t-key")
+    let hashed = "allow_api = true\napi_key_sha256 = \"SHA\"\nplan = 'Log-Information hi;'\n";
+    let digest = {
+        use std::process::Command;
+        let out = Command::new("sh")
+            .args(["-c", "printf %s s3cr3t-key | sha256sum"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let hashed = hashed.replace("SHA", &digest);
+    let mut holtd = Holtd::start(&[("hashed", &hashed)], &[]).await;
+    holtd.kill9();
+    holtd.restart_with_env(&[("HOLT_LOG", "debug")]).await;
+    let token = holtd.trigger("template=hashed&key=s3cr3t-key").await;
+    assert_eq!(
+        holtd.wait_terminal(&token, "&key=s3cr3t-key").await,
+        "Succeeded"
+    );
+    let wrong = holtd
+        .get("/api/jobs/trigger?template=hashed&key=s3cr3t-kez")
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.body.as_str()),
+        (403, "invalid API key")
+    );
+    let reply = holtd
+        .request(
+            "GET",
+            &format!("/api/jobs/logs?token={token}"),
+            &[("X-ApiKey", "s3cr3t-key")],
+            "",
+        )
+        .await;
+    assert!(!reply.body.contains("s3cr3t"));
+    let server_log = holtd.server_log();
+    assert!(
+        server_log.contains("/api/jobs/trigger"),
+        "the request log is empty:\n{server_log}"
+    );
+    assert!(
+        !server_log.contains("s3cr3t"),
+        "a key reached holtd's log:\n{server_log}"
+    );
+}
+
+#[tokio::test]
+async fn secret_variables_are_masked_everywhere_in_the_log() {
+    let secret = "allow_api = true\nplan = '''\nLog-Information \"pw=$Password\";\nSHExec >>echo from-shell $Password; echo from-stderr $Password >&2>> (ErrorOutputLogLevel: Warning);\nExec printf (Arguments: '\"%s`n\" $Password');\n'''\n[variables.Password]\nsecret = true\ndefault = \"default-pw\"\n";
+    let holtd = Holtd::start(&[("secret", secret)], &[]).await;
+    for (query, value) in [("", "default-pw"), ("&Password=hunter2", "hunter2")] {
+        let token = holtd.trigger(&format!("template=secret{query}")).await;
+        holtd.wait_terminal(&token, "").await;
+        let log = holtd.logs(&token, "").await;
+        assert!(!log.contains(value), "{log}");
+        for line in [
+            "INFO: pw=***\n",
+            "INFO: from-shell ***\n",
+            "WARN: from-stderr ***\n",
+            "INFO: ***\n",
+        ] {
+            assert!(log.contains(line), "missing {line:?} in\n{log}");
+        }
+    }
+}
+
+/// A small tmpfs, unmounted when dropped: a disk that really fills up.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill a disk for real, which needs root (CI runs as root)"
+        );
+        SmallDisk(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes zeros into `path` until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_new_jobs_keeps_serving_reads_and_recovers() {
+    let logs = "foreach $i in @Range(0, 200) { Log-Information \"line $i of a job that writes while the disk is full\"; Sleep 0.01; }";
+    let mut holtd = Holtd::start(
+        &[
+            ("quick", &template("Log-Information hi;")),
+            ("slow", &template(logs)),
+        ],
+        &[],
+    )
+    .await;
+    let disk_dir = holtd.dir().join("disk");
+    let disk = SmallDisk::mount(&disk_dir, "4m");
+    holtd.restart_with_db(disk_dir.join("holt.db")).await;
+
+    let before = holtd.trigger("template=quick").await;
+    assert_eq!(holtd.wait_terminal(&before, "").await, "Succeeded");
+    let writing = holtd.trigger("template=slow").await;
+    holtd.wait_status(&writing, "Executing").await;
+
+    fill(&disk_dir.join("filler"));
+    let mut accepted = vec![before.clone(), writing.clone()];
+    let mut refusal = None;
+    for _ in 0..500 {
+        let reply = holtd.get("/api/jobs/trigger?template=quick").await;
+        match reply.status {
+            200 => accepted.push(reply.body),
+            _ => {
+                refusal = Some(reply);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("the disk never filled up");
+    assert_eq!(refusal.status, 503, "{}", refusal.body);
+    assert!(
+        refusal
+            .body
+            .starts_with("the database cannot be written now: "),
+        "{}",
+        refusal.body
+    );
+    assert_eq!(refusal.header("retry-after"), Some("1"));
+    // Reads go on.
+    assert_eq!(holtd.status(&before, "").await, "Succeeded");
+    assert!(holtd.logs(&before, "").await.contains("INFO: hi\n"));
+
+    // Space returns: the server recovers by itself.
+    std::fs::remove_file(disk_dir.join("filler")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let reply = holtd.get("/api/jobs/trigger?template=quick").await;
+        if reply.status == 200 {
+            break reply.body;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    accepted.push(after);
+    for token in &accepted {
+        assert_eq!(
+            holtd.wait_terminal(token, "").await,
+            "Succeeded",
+            "job {token}"
+        );
+    }
+    // The job that wrote through the full disk lost no line.
+    let log = holtd.logs(&writing, "").await;
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("of a job that writes"))
+            .count(),
+        200
+    );
+
+    let store =
+        holt_storage::SqliteStore::open(&holt_storage::SqliteConfig::new(holtd.db())).unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    drop(store);
+    holtd.kill9();
+    drop(disk);
+}

@@ -122,7 +122,13 @@ impl JobLog {
                 }
                 break;
             }
-            push(&mut next, level, self.cut(line));
+            // The engine's own closing line is short and must be read whole.
+            let text = if capped {
+                self.cut(line)
+            } else {
+                line.to_owned()
+            };
+            push(&mut next, level, text);
         }
         if entries.is_empty() {
             return Ok(());

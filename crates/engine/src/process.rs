@@ -72,7 +72,9 @@ pub(crate) fn start(spec: &ProcessSpec) -> std::io::Result<(Running, Lines)> {
     let id = child
         .id()
         .ok_or_else(|| std::io::Error::other("the process ended before it could be tracked"))?;
-    let (tx, lines) = mpsc::channel(256);
+    // Few batches in flight: each can hold a read's worth of short lines, and a program that
+    // writes faster than the log takes must wait rather than fill memory.
+    let (tx, lines) = mpsc::channel(4);
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(read_lines(stdout, Stream::Stdout, tx.clone()));
     }

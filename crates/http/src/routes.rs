@@ -126,6 +126,22 @@ pub fn routes() -> Vec<(&'static str, Vec<&'static str>)> {
 
 /// Routes a request and turns refusals into their responses.
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let head: usize = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > app.config.max_head_bytes {
+        return Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request head is larger than {} bytes",
+                app.config.max_head_bytes
+            ),
+        )
+        .into_response();
+    }
     let result = match ROUTES.iter().find(|(path, _, _)| *path == req.uri().path()) {
         None => Err(Refusal::new(StatusCode::NOT_FOUND, "no such path")),
         Some((_, methods, _)) if !methods.contains(req.method()) => {
@@ -270,11 +286,30 @@ async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
         ));
     }
     check_key(&template, key.as_deref())?;
+    let pairs = params.into_pairs();
+    if pairs.len() > app.config.max_variables {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "too many variables: at most {} are allowed",
+                app.config.max_variables
+            ),
+        ));
+    }
     let mut variables = Variables::new();
-    for (written, value) in params.into_pairs() {
+    for (written, value) in pairs {
         let var: VarName = written.parse().map_err(|e: holt_domain::DomainError| {
             Refusal::new(StatusCode::BAD_REQUEST, e.to_string())
         })?;
+        if value.len() > app.config.max_variable_bytes {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "variable {var} is longer than {} bytes",
+                    app.config.max_variable_bytes
+                ),
+            ));
+        }
         if variables.contains(&var) {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,

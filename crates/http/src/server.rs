@@ -62,7 +62,9 @@ pub async fn serve(
 ) {
     let drain_timeout = config.drain_timeout;
     let header_read_timeout = config.header_read_timeout;
-    let max_head_bytes = config.max_head_bytes.max(8192);
+    // hyper enforces its buffer size only roughly (a single read may take more); it is the hard
+    // bound, and the router checks the configured limit exactly.
+    let max_head_bytes = config.max_head_bytes.saturating_mul(2).max(8192);
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let app = Arc::new(App { engine, config });
     let graceful = GracefulShutdown::new();

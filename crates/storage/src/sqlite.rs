@@ -103,6 +103,18 @@ impl SqliteStore {
         })
     }
 
+    /// Runs SQLite's own consistency check; `Ok("ok")` means the file is sound.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        self.read(|conn| {
+            let rows: Vec<String> = conn
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows.join("\n"))
+        })
+        .await
+    }
+
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         self.commands
             .send(command)
