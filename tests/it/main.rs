@@ -9,5 +9,6 @@ mod api;
 mod jobs;
 mod plans;
 mod reliability;
+mod soak;
 mod templates;
 mod tidy;

@@ -135,3 +135,35 @@ mod tests {
         );
     }
 }
+
+/// Arbitrary bytes in every parameter path: nothing may panic. A longer run:
+/// `PROPTEST_CASES=1000000 cargo test --release -p holt-http fuzz_`.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn fuzz_form_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+            let mut params = Params::default();
+            let _ = params.extend_form(&raw, "form body");
+            let _ = params.take("template");
+            let _ = params.take("key");
+            for (name, _) in params.into_pairs() {
+                let _ = name.parse::<holt_domain::VarName>();
+            }
+        }
+
+        #[test]
+        fn fuzz_form_like_text_round_trips(pairs in prop::collection::vec(("[a-zA-Z][a-zA-Z0-9_-]{0,8}", "\\PC{0,12}"), 0..6)) {
+            let raw = serde_urlencoded::to_string(&pairs).unwrap();
+            let mut params = Params::default();
+            params.extend_form(raw.as_bytes(), "query string").unwrap();
+            prop_assert_eq!(params.into_pairs(), pairs);
+        }
+    }
+}

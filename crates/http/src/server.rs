@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 connections on a bound listener, with a graceful drain.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::Body;
 use crate::routes::{App, handle, internal_error};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use tokio::sync::Semaphore;
 
 /// Limits and timeouts of the HTTP server. Every one bounds what a client can make the server
@@ -60,6 +64,27 @@ pub async fn serve(
     config: HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, engine, config, shutdown, route).await;
+}
+
+/// What answers a request: the router, or a stand-in in tests.
+pub(crate) type Handler =
+    fn(Arc<App>, Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+    Box::pin(handle(app, req))
+}
+
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    engine: Engine,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()>,
+    handler: Handler,
+) {
     let drain_timeout = config.drain_timeout;
     let header_read_timeout = config.header_read_timeout;
     // hyper enforces its buffer size only roughly (a single read may take more); it is the hard
@@ -99,7 +124,7 @@ pub async fn serve(
                 let path = req.uri().path().to_owned();
                 // Each request runs in its own task, so a panic in a handler is caught here and
                 // answered with 500 instead of taking the connection, or the server, down.
-                let response = match tokio::spawn(handle(app, req)).await {
+                let response = match tokio::spawn(handler(app, req)).await {
                     Ok(response) => response,
                     Err(e) => {
                         tracing::error!(%method, %path, error = %e, "request handler panicked");
@@ -131,3 +156,6 @@ pub async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

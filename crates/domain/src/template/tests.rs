@@ -117,3 +117,44 @@ fn variable_tables_refuse_unknown_fields() {
         "2:1: variable A: unknown field `secrett`, expected `default` or `secret`",
     );
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Pieces of template files, so generated texts reach deep into the reader.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("allow_api = true\n".to_owned()),
+            Just("api_key = \"k\"\n".to_owned()),
+            Just("api_key_sha256 = \"00\"\n".to_owned()),
+            Just("[variables]\n".to_owned()),
+            Just("[variables.X]\n".to_owned()),
+            Just("secret = true\n".to_owned()),
+            "[a-zA-Z_]{1,8} = \"[^\"\\\\]{0,8}\"\n",
+            "plan = '''\n[a-zA-Z$;\"{} \n-]{0,40}\n'''\n",
+            "\\PC{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn fuzz_arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = load(&text);
+        }
+
+        #[test]
+        fn fuzz_template_like_text_never_panics(pieces in prop::collection::vec(piece(), 0..8)) {
+            let text: String = pieces.concat();
+            if let Err(e) = load(&text) {
+                for d in &e.diagnostics {
+                    prop_assert!(d.line >= 1 && d.column >= 1, "{:?}", d);
+                    prop_assert!(!d.message.contains('\n'), "{:?}", d);
+                }
+            }
+        }
+    }
+}
