@@ -95,6 +95,12 @@ impl Holtd {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
+    /// Restarts holtd (stopped) with other extra arguments.
+    pub async fn restart_with_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| (*s).to_owned()).collect();
+        self.restart().await;
+    }
+
     /// Restarts holtd (stopped) with extra environment variables, e.g. `HOLT_LOG=debug`.
     pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) {
         self.env = env
@@ -156,7 +162,12 @@ impl Holtd {
         let addr = line
             .trim()
             .strip_prefix("holtd listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from holtd: {line:?}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line from holtd: {line:?}; its log:\n{}",
+                    self.server_log()
+                )
+            });
         self.addr = addr.parse().expect("bound address");
         self.child = Some(child);
         let reply = self.get("/healthz").await;

@@ -116,14 +116,14 @@ async fn trigger_refusals() {
         .request(
             "POST",
             "/api/jobs/trigger?template=ablast",
-            &[("content-type", "application/json")],
-            "{}",
+            &[("content-type", "text/xml")],
+            "<a/>",
         )
         .await;
     check(
         &reply,
         415,
-        "a request body must be application/x-www-form-urlencoded",
+        "a request body must be application/x-www-form-urlencoded or application/json",
     );
 }
 

@@ -6,6 +6,7 @@
 )]
 
 mod api;
+mod beyond;
 mod jobs;
 mod plans;
 mod reliability;

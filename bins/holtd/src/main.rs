@@ -92,6 +92,13 @@ struct ServeArgs {
     /// Seconds a client may take to send a request head before the connection is closed.
     #[arg(long, default_value_t = 10)]
     header_read_timeout: u64,
+    /// Days finished jobs and their logs are kept; a template's `retain_days` overrides it.
+    /// Without it, finished jobs are kept forever.
+    #[arg(long)]
+    retain_days: Option<u32>,
+    /// Seconds between retention runs (the first runs at start).
+    #[arg(long, default_value_t = 60)]
+    retention_interval: u64,
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = 30)]
     body_read_timeout: u64,
@@ -171,6 +178,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_pending_jobs: args.max_pending_jobs,
         max_log_lines_per_job: args.max_log_lines_per_job,
         max_log_line_bytes: args.max_log_line_bytes,
+        retain_days: args.retain_days,
+        retention_interval: Duration::from_secs(args.retention_interval.max(1)),
         ..EngineConfig::default()
     };
     let http_config = HttpConfig {

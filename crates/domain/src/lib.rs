@@ -20,6 +20,8 @@ pub use key::ApiKey;
 pub use log::{LogEntry, LogLevel, ScopePath, format_entry, format_line, split_message};
 pub use name::TemplateName;
 pub use status::JobStatus;
-pub use template::{Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl};
+pub use template::{
+    OnLimit, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
+};
 pub use token::JobToken;
 pub use vars::{VarName, Variables};

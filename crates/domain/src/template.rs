@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -24,12 +25,35 @@ pub struct Template {
     pub plan: holt_plan::Plan,
     /// Declared variables, in file order.
     pub variables: Vec<VariableDecl>,
+    /// Whether a trigger may set variables the template does not declare.
+    pub allow_undeclared_variables: bool,
+    /// The most jobs of this template that execute at once, if limited.
+    pub max_concurrent: Option<u32>,
+    /// What a trigger does when `max_concurrent` jobs already execute.
+    pub on_limit: OnLimit,
+    /// How long a job may run before it is stopped, if limited.
+    pub timeout: Option<Duration>,
+    /// How many days finished jobs are kept, overriding the server's setting.
+    pub retain_days: Option<u32>,
     /// Where the plan's first character is in the file, as (line, column).
     plan_origin: (u32, u32),
 }
 
+/// What a trigger does when a template's `max_concurrent` jobs already execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// The job waits, `Pending`, and runs in trigger order.
+    #[default]
+    Queue,
+    /// The trigger is refused (429 with Retry-After).
+    Reject,
+    /// When a job of the template is already waiting, the trigger returns its token.
+    SkipIfPending,
+}
+
 /// A variable a template declares, with its default and rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct VariableDecl {
     /// The variable's name.
     pub name: VarName,
@@ -37,6 +61,59 @@ pub struct VariableDecl {
     pub default: Option<String>,
     /// Whether its value is masked as `***` in every log line.
     pub secret: bool,
+    /// Whether a trigger must give it (when it has no default).
+    pub required: bool,
+    /// The values it may take, if restricted.
+    pub allowed: Vec<String>,
+    /// A regular expression the whole value must match, if any.
+    pub pattern: Option<regex::Regex>,
+    /// What it is for, for people.
+    pub description: Option<String>,
+}
+
+impl PartialEq for VariableDecl {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.default == other.default
+            && self.secret == other.secret
+            && self.required == other.required
+            && self.allowed == other.allowed
+            && self.pattern.as_ref().map(regex::Regex::as_str)
+                == other.pattern.as_ref().map(regex::Regex::as_str)
+            && self.description == other.description
+    }
+}
+
+impl VariableDecl {
+    /// Checks one value against the declaration's rules; the message names the variable and
+    /// the rule it breaks.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a == value) {
+            return Err(format!(
+                "variable {} must be one of: {}",
+                self.name,
+                self.allowed.join(", ")
+            ));
+        }
+        if let Some(pattern) = &self.pattern
+            && !pattern.is_match(value)
+        {
+            return Err(format!(
+                "variable {} must match the pattern {}",
+                self.name,
+                pattern_source(pattern)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The pattern as written in the template (without the anchors Holt adds).
+fn pattern_source(pattern: &regex::Regex) -> &str {
+    let s = pattern.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
 }
 
 impl Template {
@@ -44,6 +121,35 @@ impl Template {
     /// later checks of the plan report in the file's coordinates like syntax errors do.
     pub fn plan_position_in_file(&self, line: u32, column: u32) -> (u32, u32) {
         shift(self.plan_origin, line, column)
+    }
+
+    /// Checks a trigger's variables against the declarations: undeclared names (when not
+    /// allowed), missing required variables, values outside `allowed` or `pattern`. The message
+    /// names the variable and the rule.
+    pub fn check_variables(&self, given: &Variables) -> Result<(), String> {
+        for (name, value) in given.iter() {
+            match self.variables.iter().find(|d| d.name == *name) {
+                Some(decl) => decl.check(value)?,
+                None if !self.allow_undeclared_variables => {
+                    return Err(format!(
+                        "variable {name} is not declared by template {}",
+                        self.name
+                    ));
+                }
+                None => {}
+            }
+        }
+        for decl in &self.variables {
+            if decl.required && decl.default.is_none() && !given.contains(&decl.name) {
+                return Err(format!("variable {} is required", decl.name));
+            }
+            if !given.contains(&decl.name)
+                && let Some(default) = &decl.default
+            {
+                decl.check(default)?;
+            }
+        }
+        Ok(())
     }
 
     /// The template's default values, before a job's own values override them.
@@ -127,6 +233,32 @@ impl Template {
             }
         };
 
+        let timeout = match &file.timeout {
+            None => None,
+            Some(value) => match humantime::parse_duration(value.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    errors.push(diag(
+                        text,
+                        value.span(),
+                        "timeout must be longer than zero".into(),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(diag(
+                        text,
+                        value.span(),
+                        format!("timeout must be a duration like \"90s\", \"30m\" or \"2h\": {e}"),
+                    ));
+                    None
+                }
+            },
+        };
+        if file.max_concurrent == Some(0) {
+            errors.push(diag(text, 0..0, "max_concurrent must be at least 1".into()));
+        }
+
         match plan {
             Some(plan) if errors.is_empty() => Ok(Template {
                 name,
@@ -136,6 +268,11 @@ impl Template {
                 plan_source,
                 plan,
                 variables,
+                allow_undeclared_variables: file.allow_undeclared_variables,
+                max_concurrent: file.max_concurrent,
+                on_limit: file.on_limit,
+                timeout,
+                retain_days: file.retain_days,
                 plan_origin,
             }),
             _ => Err(TemplateError {
@@ -160,6 +297,10 @@ impl VariableDecl {
             name: name.clone(),
             default: Some(default),
             secret: false,
+            required: false,
+            allowed: Vec::new(),
+            pattern: None,
+            description: None,
         };
         match spec {
             toml::Value::String(s) => Ok(scalar(s.clone())),
@@ -171,11 +312,34 @@ impl VariableDecl {
                     spec.clone().try_into().map_err(|e: toml::de::Error| {
                         format!("variable {name}: {}", e.message().trim())
                     })?;
-                Ok(VariableDecl {
+                let pattern = match &table.pattern {
+                    None => None,
+                    // The whole value must match, whatever anchors the pattern has.
+                    Some(p) => Some(regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                        let first = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned();
+                        format!("variable {name}: invalid pattern: {first}")
+                    })?),
+                };
+                let decl = VariableDecl {
                     name,
                     default: table.default,
                     secret: table.secret,
-                })
+                    required: table.required,
+                    allowed: table.allowed,
+                    pattern,
+                    description: table.description,
+                };
+                if let Some(default) = &decl.default {
+                    decl.check(default)
+                        .map_err(|e| format!("the default breaks its own rule: {e}"))?;
+                }
+                Ok(decl)
             }
             toml::Value::Array(_) | toml::Value::Datetime(_) => Err(format!(
                 "variable {name}: expected a string, number or boolean, or a table"
@@ -196,6 +360,17 @@ struct TemplateFile {
     plan: Spanned<String>,
     #[serde(default)]
     variables: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default = "yes")]
+    allow_undeclared_variables: bool,
+    max_concurrent: Option<u32>,
+    #[serde(default)]
+    on_limit: OnLimit,
+    timeout: Option<Spanned<String>>,
+    retain_days: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -204,6 +379,12 @@ struct VariableTable {
     default: Option<String>,
     #[serde(default)]
     secret: bool,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    allowed: Vec<String>,
+    pattern: Option<String>,
+    description: Option<String>,
 }
 
 /// Why a template file was refused: every problem found, each at a line and column of the file.

@@ -17,6 +17,14 @@ pub enum EngineError {
         /// The configured limit.
         limit: usize,
     },
+    /// The template already runs its `max_concurrent` jobs and its policy is `reject`.
+    #[error("template {template} already runs its limit of {limit} jobs at once")]
+    AtLimit {
+        /// The template.
+        template: String,
+        /// Its `max_concurrent`.
+        limit: u32,
+    },
     /// The store did not confirm the write in time; the job may or may not be recorded.
     #[error("the database did not confirm the write within {seconds} seconds; retry later")]
     StoreTimeout {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use holt_domain::{JobToken, LogEntry, LogLevel, ScopePath, split_message};
 use holt_storage::{JobStore, StoreError};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::clock::now_ms;
+use crate::metrics::Metrics;
 
 /// How big a job's log may grow.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,10 @@ pub(crate) struct JobLog {
     next_seq: Mutex<u64>,
     secrets: Vec<String>,
     limits: LogLimits,
+    /// Told the next sequence number after each hand-over, for followers.
+    logged: Option<watch::Sender<u64>>,
+    /// Counts the lines written, for `/metrics`.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl JobLog {
@@ -38,6 +43,8 @@ impl JobLog {
         next_seq: u64,
         mut secrets: Vec<String>,
         limits: LogLimits,
+        logged: Option<watch::Sender<u64>>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         // Longer secrets first, so that a secret containing a shorter one is masked whole.
         secrets.retain(|s| !s.is_empty());
@@ -48,6 +55,8 @@ impl JobLog {
             next_seq: Mutex::new(next_seq),
             secrets,
             limits,
+            logged,
+            metrics,
         }
     }
 
@@ -133,7 +142,15 @@ impl JobLog {
         if entries.is_empty() {
             return Ok(());
         }
-        self.store.append_logs(self.token, entries).await
+        let count = entries.len() as u64;
+        self.store.append_logs(self.token, entries).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.logged(count);
+        }
+        if let Some(logged) = &self.logged {
+            logged.send_replace(*next);
+        }
+        Ok(())
     }
 
     /// A line within the byte limit, cut at a character boundary and marked when it was longer.

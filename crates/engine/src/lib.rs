@@ -14,8 +14,10 @@ mod engine;
 mod error;
 mod interp;
 mod joblog;
+mod metrics;
 mod process;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
+pub use metrics::Metrics;

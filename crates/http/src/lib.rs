@@ -8,6 +8,8 @@
 //! one plain-text line; keys and query strings never reach the server's own logs.
 
 mod body;
+mod jobs;
+mod metrics;
 mod params;
 mod routes;
 mod server;

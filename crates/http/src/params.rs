@@ -29,6 +29,30 @@ impl Params {
         Ok(())
     }
 
+    /// Adds the members of a JSON body: a flat object of string values. Otter's `API_Key`
+    /// member is the API key.
+    pub(crate) fn extend_json(&mut self, raw: &[u8]) -> Result<(), BadParams> {
+        let value: serde_json::Value = serde_json::from_slice(raw)
+            .map_err(|e| BadParams(format!("malformed JSON body: {e}")))?;
+        let serde_json::Value::Object(members) = value else {
+            return Err(BadParams(
+                "a JSON body must be an object of string values".into(),
+            ));
+        };
+        for (name, value) in members {
+            let serde_json::Value::String(text) = value else {
+                return Err(BadParams(format!("JSON member {name} must be a string")));
+            };
+            let name = if name == "API_Key" {
+                "key".to_owned()
+            } else {
+                name
+            };
+            self.pairs.push((name, text));
+        }
+        Ok(())
+    }
+
     /// Removes and returns the reserved parameter `name` (matched ignoring case). Given more
     /// than once, it is ambiguous: which one the caller meant cannot be known, so it is refused.
     pub(crate) fn take(&mut self, name: &str) -> Result<Option<String>, BadParams> {

@@ -1,27 +1,31 @@
-//! Routing and the endpoints.
+//! Routing, what every endpoint shares, and the small endpoints.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
-use holt_domain::{JobToken, Template, TemplateName, VarName, Variables, format_entry};
+use holt_domain::{JobToken, Template};
 use holt_engine::{Engine, EngineError};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::Body;
+use crate::jobs;
+use crate::metrics::HttpMetrics;
 use crate::params::{BadParams, Params};
 use crate::server::HttpConfig;
-
-/// How many log entries one read of a streamed log body takes.
-const LOG_PAGE: usize = 1024;
 
 /// What every endpoint shares.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) engine: Engine,
     pub(crate) config: HttpConfig,
+    pub(crate) metrics: HttpMetrics,
+    /// Numbers requests for the server's own log.
+    pub(crate) next_request: AtomicU64,
 }
 
 /// A refusal: a status code and one line saying what was wrong.
@@ -34,7 +38,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Refusal {
             status,
             reason: reason.into(),
@@ -42,12 +46,16 @@ impl Refusal {
         }
     }
 
-    fn retry_after(mut self, seconds: u32) -> Self {
+    pub(crate) fn bad(reason: impl Into<String>) -> Self {
+        Refusal::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub(crate) fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
     }
 
-    fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let mut response = text(self.status, self.reason);
         if let Some(seconds) = self.retry_after {
             response
@@ -60,7 +68,7 @@ impl Refusal {
 
 impl From<BadParams> for Refusal {
     fn from(e: BadParams) -> Self {
-        Refusal::new(StatusCode::BAD_REQUEST, e.0)
+        Refusal::bad(e.0)
     }
 }
 
@@ -70,6 +78,12 @@ impl From<EngineError> for Refusal {
             EngineError::QueueFull { .. } => {
                 tracing::warn!(error = %e, "trigger refused");
                 Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(5)
+            }
+            EngineError::AtLimit { .. } => {
+                Refusal::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(5)
+            }
+            EngineError::Store(holt_storage::StoreError::Conflict(reason)) => {
+                Refusal::new(StatusCode::CONFLICT, reason.clone())
             }
             _ => {
                 tracing::error!(error = %e, "request failed");
@@ -85,7 +99,7 @@ impl From<holt_storage::StoreError> for Refusal {
     }
 }
 
-type Answer = Result<Response<Body>, Refusal>;
+pub(crate) type Answer = Result<Response<Body>, Refusal>;
 
 /// An endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +107,9 @@ enum Endpoint {
     Trigger,
     Status,
     Logs,
+    Cancel,
     Healthz,
+    Metrics,
 }
 
 /// Every route the server answers: its path, its methods and its endpoint.
@@ -113,7 +129,9 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
         &[Method::GET, Method::POST],
         Endpoint::Logs,
     ),
+    ("/api/jobs/cancel", &[Method::POST], Endpoint::Cancel),
     ("/healthz", &[Method::GET], Endpoint::Healthz),
+    ("/metrics", &[Method::GET], Endpoint::Metrics),
 ];
 
 /// The routes the server answers, as paths and method names, for documentation checks.
@@ -124,8 +142,30 @@ pub fn routes() -> Vec<(&'static str, Vec<&'static str>)> {
         .collect()
 }
 
-/// Routes a request and turns refusals into their responses.
+/// Routes a request, turns refusals into their responses, and counts and logs it. Only the
+/// path is logged: the query string may hold an API key.
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let id = app.next_request.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = ROUTES.iter().find(|(p, _, _)| *p == path);
+    let response = route_request(app.clone(), route, req).await;
+    let elapsed = started.elapsed();
+    app.metrics.observe(
+        route.map_or("other", |(p, _, _)| p),
+        response.status().as_u16(),
+        elapsed,
+    );
+    tracing::debug!(request = id, %method, %path, status = response.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
+    response
+}
+
+async fn route_request(
+    app: Arc<App>,
+    route: Option<&(&str, &[Method], Endpoint)>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let head: usize = req.uri().to_string().len()
         + req
             .headers()
@@ -142,7 +182,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
         )
         .into_response();
     }
-    let result = match ROUTES.iter().find(|(path, _, _)| *path == req.uri().path()) {
+    let result = match route {
         None => Err(Refusal::new(StatusCode::NOT_FOUND, "no such path")),
         Some((_, methods, _)) if !methods.contains(req.method()) => {
             let allow = methods
@@ -160,13 +200,27 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
             Ok(response)
         }
         Some((_, _, endpoint)) => match endpoint {
-            Endpoint::Trigger => trigger(app, req).await,
-            Endpoint::Status => status(app, req).await,
-            Endpoint::Logs => logs(app, req).await,
-            Endpoint::Healthz => healthz(app, req).await,
+            Endpoint::Trigger => jobs::trigger(app, req).await,
+            Endpoint::Status => jobs::status(app, req).await,
+            Endpoint::Logs => jobs::logs(app, req).await,
+            Endpoint::Cancel => jobs::cancel(app, req).await,
+            Endpoint::Healthz => Ok(text(StatusCode::OK, "ok")),
+            Endpoint::Metrics => Ok(metrics(&app)),
         },
     };
     result.unwrap_or_else(Refusal::into_response)
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let mut out = String::new();
+    app.engine.render_metrics(&mut out);
+    app.metrics.render(&mut out);
+    let mut response = text(StatusCode::OK, out);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// The answer to a request whose handler failed unexpectedly.
@@ -177,7 +231,7 @@ pub(crate) fn internal_error() -> Response<Body> {
     )
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Body::text(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -187,12 +241,18 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-/// The parameters of a request: its query string, then a form body's pairs, and the API key
-/// from the `key` parameter or, failing that, the `X-ApiKey` header.
-async fn read_params(
-    app: &App,
-    req: Request<Incoming>,
-) -> Result<(Params, Option<String>), Refusal> {
+/// A request's parameters, its API key and its headers.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) params: Params,
+    pub(crate) key: Option<String>,
+    pub(crate) headers: HeaderMap,
+}
+
+/// The parameters of a request: its query string, then the body's pairs (a form, or a flat
+/// JSON object of strings), and the API key from the `key` parameter (`API_Key` in JSON) or,
+/// failing that, the `X-ApiKey` header.
+pub(crate) async fn read_call(app: &App, req: Request<Incoming>) -> Result<Call, Refusal> {
     let (parts, body) = req.into_parts();
     let mut params = Params::default();
     if let Some(query) = parts.uri.query() {
@@ -221,7 +281,7 @@ async fn read_params(
                         ),
                     )
                 } else {
-                    Refusal::new(StatusCode::BAD_REQUEST, "could not read the request body")
+                    Refusal::bad("could not read the request body")
                 }
             })?
             .to_bytes();
@@ -232,13 +292,16 @@ async fn read_params(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let essence = content_type.split(';').next().unwrap_or("").trim();
-            if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+                params.extend_form(&bytes, "form body")?;
+            } else if essence.eq_ignore_ascii_case("application/json") {
+                params.extend_json(&bytes)?;
+            } else {
                 return Err(Refusal::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "a request body must be application/x-www-form-urlencoded",
+                    "a request body must be application/x-www-form-urlencoded or application/json",
                 ));
             }
-            params.extend_form(&bytes, "form body")?;
         }
     }
     let key = match params.take("key")? {
@@ -249,15 +312,19 @@ async fn read_params(
             .map(|v| {
                 v.to_str()
                     .map(str::to_owned)
-                    .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "malformed X-ApiKey header"))
+                    .map_err(|_| Refusal::bad("malformed X-ApiKey header"))
             })
             .transpose()?,
     };
-    Ok((params, key))
+    Ok(Call {
+        params,
+        key,
+        headers: parts.headers,
+    })
 }
 
 /// Refuses unless the template has no key or `key` is its key.
-fn check_key(template: &Template, key: Option<&str>) -> Result<(), Refusal> {
+pub(crate) fn check_key(template: &Template, key: Option<&str>) -> Result<(), Refusal> {
     match (&template.api_key, key) {
         (None, _) => Ok(()),
         (Some(_), None) => Err(Refusal::new(StatusCode::FORBIDDEN, "missing API key")),
@@ -266,139 +333,27 @@ fn check_key(template: &Template, key: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
-async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
-    let (mut params, key) = read_params(&app, req).await?;
-    let name = params
-        .take("template")?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "missing template parameter"))?;
-    let name: TemplateName = name.parse().map_err(|e: holt_domain::DomainError| {
-        Refusal::new(StatusCode::BAD_REQUEST, e.to_string())
-    })?;
-    let template =
-        app.engine.templates().get(&name).cloned().ok_or_else(|| {
-            Refusal::new(StatusCode::NOT_FOUND, format!("no template named {name}"))
-        })?;
-    if !template.allow_api {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            format!("template {name} does not allow API use"),
-        ));
-    }
-    check_key(&template, key.as_deref())?;
-    let pairs = params.into_pairs();
-    if pairs.len() > app.config.max_variables {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "too many variables: at most {} are allowed",
-                app.config.max_variables
-            ),
-        ));
-    }
-    let mut variables = Variables::new();
-    for (written, value) in pairs {
-        let var: VarName = written.parse().map_err(|e: holt_domain::DomainError| {
-            Refusal::new(StatusCode::BAD_REQUEST, e.to_string())
-        })?;
-        if value.len() > app.config.max_variable_bytes {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "variable {var} is longer than {} bytes",
-                    app.config.max_variable_bytes
-                ),
-            ));
-        }
-        if variables.contains(&var) {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("variable {var} is given more than once"),
-            ));
-        }
-        variables.insert(var, value);
-    }
-    let token = app.engine.trigger(&template, &variables).await?;
-    Ok(text(StatusCode::OK, token.to_string()))
-}
-
-/// Finds the job a status or logs request names and checks the key of its template. The
-/// template is looked up as it is loaded now, so a changed key applies to jobs already run; a
-/// job whose template is no longer loaded cannot be checked and is refused.
-async fn job_for(app: &App, mut params: Params, key: Option<&str>) -> Result<JobToken, Refusal> {
-    let text = params
+/// Finds the job a request names by `token` and checks the key of its template. The template
+/// is looked up as it is loaded now, so a changed key applies to jobs already run; a job whose
+/// template is no longer loaded cannot be checked and is refused.
+pub(crate) async fn job_for(app: &App, call: &mut Call) -> Result<JobToken, Refusal> {
+    let text = call
+        .params
         .take("token")?
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "missing token parameter"))?;
-    let token: JobToken = text
-        .parse()
-        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "invalid token"))?;
+        .ok_or_else(|| Refusal::bad("missing token parameter"))?;
+    let token: JobToken = text.parse().map_err(|_| Refusal::bad("invalid token"))?;
     let job = app
         .engine
         .store()
         .job(token)
         .await?
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "unknown token"))?;
+        .ok_or_else(|| Refusal::bad("unknown token"))?;
     let template = app.engine.templates().get(&job.template).ok_or_else(|| {
         Refusal::new(
             StatusCode::FORBIDDEN,
             format!("the job's template {} is no longer loaded", job.template),
         )
     })?;
-    check_key(template, key)?;
+    check_key(template, call.key.as_deref())?;
     Ok(token)
-}
-
-async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
-    let (params, key) = read_params(&app, req).await?;
-    let token = job_for(&app, params, key.as_deref()).await?;
-    let status = app
-        .engine
-        .store()
-        .status(token)
-        .await?
-        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "unknown token"))?;
-    Ok(text(StatusCode::OK, status.as_str()))
-}
-
-async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
-    let (params, key) = read_params(&app, req).await?;
-    let token = job_for(&app, params, key.as_deref()).await?;
-    let store = app.engine.store().clone();
-    // The first page is read before answering, so a store failure is still a clean 503.
-    let first = store.logs(token, 0, LOG_PAGE).await?;
-    let (tx, body) = Body::channel();
-    tokio::spawn(async move {
-        let mut page = first;
-        while let Some(last) = page.last() {
-            let next = last.seq + 1;
-            let mut chunk = String::with_capacity(page.len() * 64);
-            for entry in &page {
-                format_entry(&mut chunk, entry);
-            }
-            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return;
-            }
-            if page.len() < LOG_PAGE {
-                break;
-            }
-            page = match store.logs(token, next, LOG_PAGE).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(job = %token, error = %e, "log read failed mid-body");
-                    let _ = tx.send(Err(Box::new(e))).await;
-                    return;
-                }
-            };
-        }
-    });
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-async fn healthz(_app: Arc<App>, _req: Request<Incoming>) -> Answer {
-    Ok(text(StatusCode::OK, "ok"))
 }

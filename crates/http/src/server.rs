@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holt_engine::Engine;
 use hyper::server::conn::http1;
@@ -91,7 +91,12 @@ pub(crate) async fn serve_with(
     // bound, and the router checks the configured limit exactly.
     let max_head_bytes = config.max_head_bytes.saturating_mul(2).max(8192);
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let app = Arc::new(App { engine, config });
+    let app = Arc::new(App {
+        engine,
+        config,
+        metrics: Default::default(),
+        next_request: Default::default(),
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -118,7 +123,6 @@ pub(crate) async fn serve_with(
         let service = service_fn(move |req| {
             let app = app.clone();
             async move {
-                let started = Instant::now();
                 let method = req.method().clone();
                 // Only the path is logged: the query string may hold an API key.
                 let path = req.uri().path().to_owned();
@@ -131,7 +135,6 @@ pub(crate) async fn serve_with(
                         internal_error()
                     }
                 };
-                tracing::debug!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
                 Ok::<_, std::convert::Infallible>(response)
             }
         });

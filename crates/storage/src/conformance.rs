@@ -16,6 +16,7 @@ fn new_job(template: &str, vars: &[(&str, &str)]) -> NewJob {
             .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
             .collect::<Variables>(),
         created_ms: 1_000,
+        idempotency: None,
     }
 }
 
@@ -32,8 +33,16 @@ fn entry(seq: u64, level: LogLevel, text: &str) -> LogEntry {
 /// A created job reads back exactly, `Pending`, with distinct tokens for distinct jobs.
 pub async fn create_and_read(store: Arc<dyn JobStore>) {
     let vars = [("TargetServer", "HDARSV1"), ("Odd", "a&b=c %20 ü\n")];
-    let a = store.create_job(new_job("hdars", &vars)).await.unwrap();
-    let b = store.create_job(new_job("ablast", &[])).await.unwrap();
+    let a = store
+        .create_job(new_job("hdars", &vars))
+        .await
+        .unwrap()
+        .token;
+    let b = store
+        .create_job(new_job("ablast", &[]))
+        .await
+        .unwrap()
+        .token;
     assert_ne!(a, b);
     let job = store.job(a).await.unwrap().unwrap();
     assert_eq!(job.token, a);
@@ -67,7 +76,7 @@ pub async fn unknown_job(store: Arc<dyn JobStore>) {
 
 /// Status changes set the start and finish times.
 pub async fn status_transitions(store: Arc<dyn JobStore>) {
-    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
     store.set_status(t, JobStatus::Executing, 5).await.unwrap();
     let job = store.job(t).await.unwrap().unwrap();
     assert_eq!(
@@ -92,8 +101,8 @@ pub async fn status_transitions(store: Arc<dyn JobStore>) {
 /// Logs come back in sequence order, from any offset, with every field, and the logs appended
 /// before an awaited status change are readable once it returns.
 pub async fn logs_in_order(store: Arc<dyn JobStore>) {
-    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
-    let other = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let other = store.create_job(new_job("hdars", &[])).await.unwrap().token;
     store
         .append_logs(t, vec![entry(0, LogLevel::Debug, "start")])
         .await
@@ -129,7 +138,7 @@ pub async fn logs_in_order(store: Arc<dyn JobStore>) {
 
 /// `flush` makes queued logs readable.
 pub async fn flush_makes_logs_durable(store: Arc<dyn JobStore>) {
-    let t = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
     let entries: Vec<LogEntry> = (0..500)
         .map(|i| entry(i, LogLevel::Info, &format!("line {i}")))
         .collect();
@@ -143,14 +152,15 @@ pub async fn flush_makes_logs_durable(store: Arc<dyn JobStore>) {
 /// Recovery fails executing jobs with an explanatory line after their last entry, leaves
 /// finished jobs alone, and returns pending jobs oldest first.
 pub async fn recovery(store: Arc<dyn JobStore>) {
-    let running = store.create_job(new_job("hdars", &[])).await.unwrap();
-    let done = store.create_job(new_job("hdars", &[])).await.unwrap();
+    let running = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let done = store.create_job(new_job("hdars", &[])).await.unwrap().token;
     let waiting1 = store
         .create_job(new_job("ablast", &[("A", "1")]))
         .await
-        .unwrap();
-    let waiting2 = store.create_job(new_job("hdars", &[])).await.unwrap();
-    let fresh = store.create_job(new_job("hdars", &[])).await.unwrap();
+        .unwrap()
+        .token;
+    let waiting2 = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let fresh = store.create_job(new_job("hdars", &[])).await.unwrap().token;
     store
         .set_status(running, JobStatus::Executing, 1)
         .await
@@ -207,6 +217,7 @@ pub async fn concurrent_creates(store: Arc<dyn JobStore>) {
                 .create_job(new_job("hdars", &[("I", &i.to_string())]))
                 .await
                 .unwrap()
+                .token
         }));
     }
     let mut tokens = Vec::new();
@@ -219,4 +230,81 @@ pub async fn concurrent_creates(store: Arc<dyn JobStore>) {
     for token in tokens {
         assert_eq!(store.status(token).await.unwrap(), Some(JobStatus::Pending));
     }
+}
+
+/// An idempotency key creates one job; reusing it for the same request returns that job, for
+/// another request is a conflict, and after its window it creates again.
+pub async fn idempotency(store: Arc<dyn JobStore>) {
+    let keyed = |fingerprint: &str, not_before_ms: i64| {
+        let mut job = new_job("hdars", &[]);
+        job.idempotency = Some(crate::Idempotency {
+            key: "retry-1".into(),
+            fingerprint: fingerprint.into(),
+            not_before_ms,
+        });
+        job
+    };
+    let first = store.create_job(keyed("a", 0)).await.unwrap();
+    assert!(first.fresh);
+    let again = store.create_job(keyed("a", 0)).await.unwrap();
+    assert_eq!((again.token, again.fresh), (first.token, false));
+    let err = store.create_job(keyed("b", 0)).await.unwrap_err();
+    assert!(matches!(err, crate::StoreError::Conflict(_)), "{err}");
+    // Outside the window (the first use is at 1_000), the key is free again.
+    let later = store.create_job(keyed("b", 5_000)).await.unwrap();
+    assert!(later.fresh);
+    assert_ne!(later.token, first.token);
+    assert_eq!(store.prune_idempotency(2_000).await.unwrap(), 1);
+}
+
+/// Retention deletes only finished jobs older than the cutoff, with their logs.
+pub async fn retention(store: Arc<dyn JobStore>) {
+    let old = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let recent = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let running = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let other = store
+        .create_job(new_job("ablast", &[]))
+        .await
+        .unwrap()
+        .token;
+    store
+        .append_logs(old, vec![entry(0, LogLevel::Info, "x")])
+        .await
+        .unwrap();
+    store
+        .set_status(old, JobStatus::Succeeded, 100)
+        .await
+        .unwrap();
+    store
+        .set_status(recent, JobStatus::Error, 900)
+        .await
+        .unwrap();
+    store
+        .set_status(running, JobStatus::Executing, 50)
+        .await
+        .unwrap();
+    store
+        .set_status(other, JobStatus::Warning, 100)
+        .await
+        .unwrap();
+    assert_eq!(store.last_seq(old).await.unwrap(), Some(0));
+    assert_eq!(store.last_seq(recent).await.unwrap(), None);
+    let rule = crate::RetentionRule {
+        before_ms: 500,
+        template: None,
+        except: vec!["ablast".parse().unwrap()],
+    };
+    assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
+    assert_eq!(store.job(old).await.unwrap(), None);
+    assert!(store.logs(old, 0, 10).await.unwrap().is_empty());
+    for kept in [recent, running, other] {
+        assert!(store.job(kept).await.unwrap().is_some());
+    }
+    let rule = crate::RetentionRule {
+        before_ms: 500,
+        template: Some("ablast".parse().unwrap()),
+        except: Vec::new(),
+    };
+    assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
+    assert_eq!(store.job(other).await.unwrap(), None);
 }

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// other writes are retried until it can.
     #[error("the database cannot be written now: {0}")]
     Unavailable(String),
+    /// The request conflicts with what is recorded (an idempotency key reused differently).
+    #[error("{0}")]
+    Conflict(String),
     /// The store has shut down and accepts no more writes.
     #[error("the store is closed")]
     Closed,

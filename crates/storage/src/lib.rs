@@ -16,4 +16,4 @@ pub mod templates;
 
 pub use error::StoreError;
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};
-pub use store::{JobRecord, JobStore, NewJob, Recovery};
+pub use store::{Created, Idempotency, JobRecord, JobStore, NewJob, Recovery, RetentionRule};

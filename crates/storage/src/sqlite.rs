@@ -10,7 +10,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{JobRecord, JobStore, NewJob, Recovery, StoreError};
+use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
 mod migrations;
 mod writer;
@@ -159,7 +159,7 @@ impl JobStore for SqliteStore {
         &self.instance
     }
 
-    async fn create_job(&self, job: NewJob) -> Result<JobToken, StoreError> {
+    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
         self.request(|ack| Command::CreateJob { job, ack }).await
     }
 
@@ -200,6 +200,43 @@ impl JobStore for SqliteStore {
             .query_row([token.id() as i64], row_to_job)
             .optional()?
             .transpose()
+        })
+        .await
+    }
+
+    async fn last_seq(&self, token: JobToken) -> Result<Option<u64>, StoreError> {
+        self.read(move |conn| {
+            let seq: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM log_entries WHERE job_id = ?1")?
+                .query_row([token.id() as i64], |row| row.get(0))?;
+            Ok(seq.map(|s| s as u64))
+        })
+        .await
+    }
+
+    async fn delete_finished(
+        &self,
+        rule: &RetentionRule,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let rule = rule.clone();
+        self.request(move |ack| {
+            Command::Run(Box::new(move |tx| {
+                let deleted = delete_finished(tx, &rule, limit);
+                Box::new(move |commit| drop(ack.send(commit.and(deleted))))
+            }))
+        })
+        .await
+    }
+
+    async fn prune_idempotency(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.request(move |ack| {
+            Command::Run(Box::new(move |tx| {
+                let pruned = tx
+                    .execute("DELETE FROM idempotency WHERE created_ms < ?1", [before_ms])
+                    .map_err(StoreError::from);
+                Box::new(move |commit| drop(ack.send(commit.and(pruned))))
+            }))
         })
         .await
     }
@@ -306,6 +343,32 @@ fn decode_variables(text: &str) -> Result<Variables, StoreError> {
         .into_iter()
         .map(|(k, v)| Ok((k.parse()?, v)))
         .collect()
+}
+
+fn delete_finished(
+    tx: &Transaction<'_>,
+    rule: &RetentionRule,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    // Only finished jobs are selected, so a running job is never touched; their logs and
+    // idempotency keys go with them (ON DELETE CASCADE).
+    let mut sql = String::from(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?1 AND status IN (2, 3, 4)",
+    );
+    let mut values: Vec<String> = Vec::new();
+    if let Some(template) = &rule.template {
+        values.push(template.as_str().to_owned());
+        sql.push_str(&format!(" AND template = ?{}", values.len() + 1));
+    }
+    for template in &rule.except {
+        values.push(template.as_str().to_owned());
+        sql.push_str(&format!(" AND template != ?{}", values.len() + 1));
+    }
+    sql.push_str(&format!(" ORDER BY finished_ms LIMIT {limit})"));
+    let mut stmt = tx.prepare(&sql)?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&rule.before_ms];
+    params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+    Ok(stmt.execute(params.as_slice())?)
 }
 
 fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {

@@ -15,8 +15,11 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// that what a server started from it (such as processes) can be recognised later.
     fn instance_id(&self) -> &str;
 
-    /// Records a new `Pending` job and returns its token once the job is durable.
-    async fn create_job(&self, job: NewJob) -> Result<JobToken, StoreError>;
+    /// Records a new `Pending` job and returns its token once the job is durable. With an
+    /// idempotency key already used (since `not_before_ms`) for the same fingerprint, nothing is
+    /// created and the first job's token is returned (`fresh` is false); for another
+    /// fingerprint, the answer is `Conflict`.
+    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError>;
 
     /// Records a status change at `at_ms` and returns once it is durable. Moving to `Executing`
     /// sets the start time; moving to a terminal status sets the finish time.
@@ -36,6 +39,19 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// One job, if it exists.
     async fn job(&self, token: JobToken) -> Result<Option<JobRecord>, StoreError>;
+
+    /// The sequence number of a job's last log entry, if it has any.
+    async fn last_seq(&self, token: JobToken) -> Result<Option<u64>, StoreError>;
+
+    /// Deletes up to `limit` finished jobs (and their logs) that `rule` selects; returns how many.
+    async fn delete_finished(
+        &self,
+        rule: &RetentionRule,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// Forgets idempotency keys used before `before_ms`.
+    async fn prune_idempotency(&self, before_ms: i64) -> Result<usize, StoreError>;
 
     /// One job's status, if the job exists.
     async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError>;
@@ -65,6 +81,39 @@ pub struct NewJob {
     pub variables: Variables,
     /// When it was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An idempotency key and what it was used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The key the client sent.
+    pub key: String,
+    /// The request it stands for: template and variables, in a canonical form.
+    pub fingerprint: String,
+    /// Uses of the key before this time are forgotten.
+    pub not_before_ms: i64,
+}
+
+/// What `create_job` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// The job's token.
+    pub token: JobToken,
+    /// False when an idempotency key matched an earlier job and nothing was created.
+    pub fresh: bool,
+}
+
+/// Which finished jobs retention deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// Jobs that finished before this time.
+    pub before_ms: i64,
+    /// Only jobs of this template, if set.
+    pub template: Option<TemplateName>,
+    /// Never jobs of these templates (they have rules of their own).
+    pub except: Vec<TemplateName>,
 }
 
 /// A recorded job.

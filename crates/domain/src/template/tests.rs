@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 
 fn load(text: &str) -> Result<Template, TemplateError> {
@@ -69,7 +71,7 @@ fn errors_name_line_and_column() {
     );
     check_err(
         "plan = ''\nbogus = 1\n",
-        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`",
+        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`",
     );
     check_err(
         "plan = ''\napi_key = 'a'\napi_key_sha256 = 'b'\n",
@@ -114,7 +116,7 @@ fn plan_errors_are_placed_in_the_file() {
 fn variable_tables_refuse_unknown_fields() {
     check_err(
         "plan = ''\n[variables.A]\nsecrett = true\n",
-        "2:1: variable A: unknown field `secrett`, expected `default` or `secret`",
+        "2:1: variable A: unknown field `secrett`, expected one of `default`, `secret`, `required`, `allowed`, `pattern`, `description`",
     );
 }
 
@@ -157,4 +159,69 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn policies_and_declared_variables() {
+    let t = load(
+        r#"
+plan = ''
+max_concurrent = 2
+on_limit = "skip_if_pending"
+timeout = "30m"
+retain_days = 7
+allow_undeclared_variables = false
+[variables.Environment]
+required = true
+allowed = ["test", "prod"]
+[variables.Release]
+default = "1.0.0"
+pattern = '[0-9]+(\.[0-9]+)*'
+description = "the version to deploy"
+"#,
+    )
+    .unwrap();
+    assert_eq!(t.max_concurrent, Some(2));
+    assert_eq!(t.on_limit, OnLimit::SkipIfPending);
+    assert_eq!(t.timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(t.retain_days, Some(7));
+    let vars = |pairs: &[(&str, &str)]| -> Variables {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(t.check_variables(&vars(&[("environment", "prod")])), Ok(()));
+    assert_eq!(
+        t.check_variables(&vars(&[])),
+        Err("variable Environment is required".into())
+    );
+    assert_eq!(
+        t.check_variables(&vars(&[("Environment", "dev")])),
+        Err("variable Environment must be one of: test, prod".into())
+    );
+    assert_eq!(
+        t.check_variables(&vars(&[("Environment", "test"), ("Release", "1.0-beta")])),
+        Err("variable Release must match the pattern [0-9]+(\\.[0-9]+)*".into())
+    );
+    assert_eq!(
+        t.check_variables(&vars(&[("Environment", "test"), ("X", "1")])),
+        Err("variable X is not declared by template t".into())
+    );
+    check_err(
+        "plan = ''\ntimeout = 'soon'\n",
+        "2:11: timeout must be a duration like \"90s\", \"30m\" or \"2h\": expected number at 0",
+    );
+    check_err(
+        "plan = ''\non_limit = 'drop'\n",
+        "2:12: unknown variant `drop`, expected one of `queue`, `reject`, `skip_if_pending`",
+    );
+    check_err(
+        "plan = ''\n[variables.A]\npattern = '('\n",
+        "2:1: variable A: invalid pattern: error: unclosed group",
+    );
+    check_err(
+        "plan = ''\n[variables.A]\ndefault = 'x'\nallowed = ['y']\n",
+        "2:1: the default breaks its own rule: variable A must be one of: y",
+    );
 }

@@ -54,7 +54,11 @@ async fn run_entries(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, Vec<LogEn
         .iter()
         .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
         .collect();
-    let token = engine.trigger(&template, &vars).await.unwrap();
+    let token = engine
+        .trigger(&template, &vars, None)
+        .await
+        .unwrap()
+        .token();
     let status = wait_terminal(engine.store(), token).await;
     let entries = engine.store().logs(token, 0, 10_000).await.unwrap();
     (status, entries)
@@ -421,7 +425,7 @@ fn secrets_are_masked() {
         let engine = Engine::start(Arc::new(store), TemplateCatalog::new([template]), EngineConfig::default()).await.unwrap();
         let template = engine.templates().get(&"t".parse().unwrap()).unwrap().clone();
         for (vars, expected) in [(Variables::new(), "pw=***, again ***"), ([("password".parse().unwrap(), "s3cr3t".to_owned())].into_iter().collect(), "pw=***, again ***")] {
-            let token = engine.trigger(&template, &vars).await.unwrap();
+            let token = engine.trigger(&template, &vars, None).await.unwrap().token();
             wait_terminal(engine.store(), token).await;
             let entries = engine.store().logs(token, 0, 100).await.unwrap();
             assert_eq!(entries[1].text, expected);

@@ -36,6 +36,15 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(8))));",
+    // 3: idempotency keys, and the index retention deletes by.
+    "CREATE TABLE idempotency (
+        key         TEXT    PRIMARY KEY,
+        fingerprint TEXT    NOT NULL,
+        job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        created_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_job ON idempotency (job_id);
+    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE finished_ms IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -28,6 +28,8 @@ conformance_tests!(
     flush_makes_logs_durable,
     recovery,
     concurrent_creates,
+    idempotency,
+    retention,
 );
 
 #[tokio::test]
@@ -42,9 +44,11 @@ async fn reopening_keeps_everything() {
                 plan: "Sleep 1;".into(),
                 variables: Variables::new(),
                 created_ms: 7,
+                idempotency: None,
             })
             .await
-            .unwrap();
+            .unwrap()
+            .token;
         store
             .set_status(token, JobStatus::Succeeded, 8)
             .await

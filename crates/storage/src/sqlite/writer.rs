@@ -5,11 +5,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use holt_domain::{JobStatus, JobToken, LogEntry};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::encode_variables;
-use crate::{NewJob, StoreError};
+use crate::{Created, NewJob, StoreError};
 
 type Ack<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -17,7 +17,7 @@ type Ack<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Command {
     CreateJob {
         job: NewJob,
-        ack: Ack<JobToken>,
+        ack: Ack<Created>,
     },
     SetStatus {
         token: JobToken,
@@ -83,7 +83,7 @@ const MAX_RETAINED: usize = 100_000;
 
 /// What a command produced inside the transaction, acknowledged once the commit's fate is known.
 enum Outcome {
-    Token(Result<JobToken, StoreError>),
+    Token(Result<Created, StoreError>),
     Unit(Result<(), StoreError>),
     None,
 }
@@ -241,7 +241,37 @@ fn step<T>(result: Result<T, StoreError>) -> Result<Result<T, StoreError>, Strin
     }
 }
 
-fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<JobToken, StoreError> {
+fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<Created, StoreError> {
+    if let Some(idem) = &job.idempotency {
+        let found: Option<(String, i64, i64)> = tx
+            .prepare_cached(
+                "SELECT fingerprint, job_id, created_ms FROM idempotency WHERE key = ?1",
+            )?
+            .query_row([&idem.key], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        match found {
+            Some((fingerprint, id, created_ms)) if created_ms >= idem.not_before_ms => {
+                if fingerprint != idem.fingerprint {
+                    return Err(StoreError::Conflict(
+                        "this Idempotency-Key was used for a different request".into(),
+                    ));
+                }
+                let token = JobToken::new(id as u64)
+                    .ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))?;
+                return Ok(Created {
+                    token,
+                    fresh: false,
+                });
+            }
+            Some(_) => {
+                tx.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?
+                    .execute([&idem.key])?;
+            }
+            None => {}
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO jobs (template, plan, variables, status, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -253,7 +283,16 @@ fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<JobToken, StoreError
         job.created_ms
     ])?;
     let id = tx.last_insert_rowid();
-    JobToken::new(id as u64).ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))
+    if let Some(idem) = &job.idempotency {
+        // The primary key on `key` is what makes two concurrent requests unable to both create.
+        tx.prepare_cached(
+            "INSERT INTO idempotency (key, fingerprint, job_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![idem.key, idem.fingerprint, id, job.created_ms])?;
+    }
+    let token =
+        JobToken::new(id as u64).ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))?;
+    Ok(Created { token, fresh: true })
 }
 
 fn update_status(

@@ -1,0 +1,308 @@
+//! The job endpoints: trigger, status, logs and cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName, VarName, Variables, format_entry};
+use holt_engine::{Canceled, Triggered};
+use holt_storage::JobStore;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::body::Body;
+use crate::routes::{Answer, App, Refusal, check_key, job_for, read_call, text};
+
+/// How many log entries one read of a streamed log body takes.
+const LOG_PAGE: usize = 1024;
+
+/// The longest a status call may wait for its job to end.
+const MAX_WAIT_SECONDS: f64 = 60.0;
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub(crate) async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let mut call = read_call(&app, req).await?;
+    let name = call
+        .params
+        .take("template")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Refusal::bad("missing template parameter"))?;
+    let name: TemplateName = name
+        .parse()
+        .map_err(|e: holt_domain::DomainError| Refusal::bad(e.to_string()))?;
+    let template =
+        app.engine.templates().get(&name).cloned().ok_or_else(|| {
+            Refusal::new(StatusCode::NOT_FOUND, format!("no template named {name}"))
+        })?;
+    if !template.allow_api {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("template {name} does not allow API use"),
+        ));
+    }
+    check_key(&template, call.key.as_deref())?;
+    let idempotency_key = match call.headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    Refusal::bad(format!(
+                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                    ))
+                })?;
+            Some(key.to_owned())
+        }
+    };
+    let pairs = std::mem::take(&mut call.params).into_pairs();
+    if pairs.len() > app.config.max_variables {
+        return Err(Refusal::bad(format!(
+            "too many variables: at most {} are allowed",
+            app.config.max_variables
+        )));
+    }
+    let mut variables = Variables::new();
+    for (written, value) in pairs {
+        let var: VarName = written
+            .parse()
+            .map_err(|e: holt_domain::DomainError| Refusal::bad(e.to_string()))?;
+        if value.len() > app.config.max_variable_bytes {
+            return Err(Refusal::bad(format!(
+                "variable {var} is longer than {} bytes",
+                app.config.max_variable_bytes
+            )));
+        }
+        if variables.contains(&var) {
+            return Err(Refusal::bad(format!(
+                "variable {var} is given more than once"
+            )));
+        }
+        variables.insert(var, value);
+    }
+    template.check_variables(&variables).map_err(Refusal::bad)?;
+    let triggered = app
+        .engine
+        .trigger(&template, &variables, idempotency_key.as_deref())
+        .await?;
+    let mut response = text(StatusCode::OK, triggered.token().to_string());
+    if let Triggered::Existing(_) = triggered {
+        response
+            .headers_mut()
+            .insert("x-holt-existing-job", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Parses an optional non-negative number of seconds no larger than `max`.
+fn seconds_param(call: &mut Call, name: &str, max: f64) -> Result<Option<Duration>, Refusal> {
+    let Some(text) = call.params.take(name)? else {
+        return Ok(None);
+    };
+    let value: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| (0.0..=max).contains(v))
+        .ok_or_else(|| {
+            Refusal::bad(format!(
+                "{name} must be a number of seconds from 0 to {max}"
+            ))
+        })?;
+    Ok(Some(Duration::from_secs_f64(value)))
+}
+
+use crate::routes::Call;
+
+pub(crate) async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let mut call = read_call(&app, req).await?;
+    let wait = seconds_param(&mut call, "wait", MAX_WAIT_SECONDS)?;
+    let token = job_for(&app, &mut call).await?;
+    let status = app
+        .engine
+        .wait(token, wait.unwrap_or_default())
+        .await?
+        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    let mut response = text(StatusCode::OK, status.as_str());
+    if status == JobStatus::Pending
+        && let Some(position) = app.engine.queue_position(token)
+    {
+        response
+            .headers_mut()
+            .insert("x-holt-queue-position", HeaderValue::from(position));
+    }
+    Ok(response)
+}
+
+/// How a log body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Otter's `LEVEL: text` lines.
+    Text,
+    /// One JSON object per entry.
+    Ndjson,
+}
+
+fn render(format: Format, entries: &[LogEntry]) -> Bytes {
+    let mut out = String::with_capacity(entries.len() * 64);
+    for entry in entries {
+        match format {
+            Format::Text => format_entry(&mut out, entry),
+            Format::Ndjson => {
+                let time =
+                    std::time::UNIX_EPOCH + Duration::from_millis(entry.time_ms.max(0) as u64);
+                let line = serde_json::json!({
+                    "sequence": entry.seq,
+                    "time": humantime::format_rfc3339_millis(time).to_string(),
+                    "level": entry.level.as_str(),
+                    "scope": entry.scope.segments(),
+                    "text": entry.text,
+                });
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+        }
+    }
+    Bytes::from(out)
+}
+
+pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let mut call = read_call(&app, req).await?;
+    let offset = match call.params.take("offset")? {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| Refusal::bad("offset must be a whole number from 0"))?,
+    };
+    let follow = match call.params.take("follow")?.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => return Err(Refusal::bad("follow must be true or false")),
+    };
+    let format = match call.params.take("format")?.as_deref() {
+        None | Some("text") => Format::Text,
+        Some("ndjson") => Format::Ndjson,
+        Some(_) => return Err(Refusal::bad("format must be text or ndjson")),
+    };
+    let token = job_for(&app, &mut call).await?;
+    let store = app.engine.store().clone();
+    // The status is read before the end of the log: a job whose status is terminal has all
+    // of its log committed, so a body read after it is complete.
+    let status = store
+        .status(token)
+        .await?
+        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    let watch = if follow {
+        app.engine.follow(token)
+    } else {
+        None
+    };
+    let (tx, body) = Body::channel();
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match format {
+            Format::Text => "text/plain; charset=utf-8",
+            Format::Ndjson => "application/x-ndjson",
+        }),
+    );
+    headers.insert("x-holt-status", HeaderValue::from_static(status.as_str()));
+    if follow && watch.is_some() {
+        tokio::spawn(follow_log(store, token, offset, format, watch, tx));
+        return Ok(response);
+    }
+    let last = store.last_seq(token).await?;
+    let next = last.map_or(offset, |last| (last + 1).max(offset));
+    headers.insert("x-holt-next-offset", HeaderValue::from(next));
+    // The first page is read before answering, so a store failure is still a clean 503.
+    let first = store.logs(token, offset, LOG_PAGE).await?;
+    tokio::spawn(async move {
+        let mut page = first;
+        loop {
+            page.retain(|e| e.seq < next);
+            let Some(last) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            if tx.send(Ok(render(format, &page))).await.is_err() {
+                return;
+            }
+            if last + 1 >= next || page.len() < LOG_PAGE {
+                break;
+            }
+            page = match store.logs(token, last + 1, LOG_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(job = %token, error = %e, "log read failed mid-body");
+                    let _ = tx.send(Err(Box::new(e))).await;
+                    return;
+                }
+            };
+        }
+    });
+    Ok(response)
+}
+
+type Watch = Option<(
+    tokio::sync::watch::Receiver<u64>,
+    tokio::sync::watch::Receiver<JobStatus>,
+)>;
+
+/// Streams a job's log as it is written, until the job has ended and every entry is sent.
+async fn follow_log(
+    store: Arc<dyn JobStore>,
+    token: JobToken,
+    mut next: u64,
+    format: Format,
+    mut watch: Watch,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, crate::body::BodyError>>,
+) {
+    loop {
+        let page = match store.logs(token, next, LOG_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(Box::new(e))).await;
+                return;
+            }
+        };
+        if let Some(last) = page.last() {
+            next = last.seq + 1;
+            if tx.send(Ok(render(format, &page))).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let Some((logged, status)) = watch.as_mut() else {
+            // The job had ended when the page was read: everything is sent.
+            return;
+        };
+        if status.borrow().is_terminal() {
+            // Terminal status is committed after the last entry; one more read finishes.
+            watch = None;
+            continue;
+        }
+        tokio::select! {
+            changed = logged.changed() => if changed.is_err() { watch = None },
+            changed = status.changed() => if changed.is_err() { watch = None },
+            // Entries handed to the store become readable when their batch commits, a moment
+            // after the watch moves; a short pause covers that gap.
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
+pub(crate) async fn cancel(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let mut call = read_call(&app, req).await?;
+    let token = job_for(&app, &mut call).await?;
+    match app.engine.cancel(token).await? {
+        Canceled::Stopped(status) => Ok(text(StatusCode::OK, status.as_str())),
+        Canceled::Stopping => Ok(text(StatusCode::ACCEPTED, JobStatus::Executing.as_str())),
+        Canceled::AlreadyEnded(status) => Ok(text(StatusCode::CONFLICT, status.as_str())),
+        Canceled::Unknown => Err(Refusal::bad("unknown token")),
+    }
+}
