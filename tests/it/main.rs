@@ -7,6 +7,7 @@
 
 mod api;
 mod beyond;
+mod docs;
 mod jobs;
 mod plans;
 mod reliability;
