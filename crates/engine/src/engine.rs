@@ -143,6 +143,7 @@ struct Queue {
 /// Watches over a job that has not ended.
 #[derive(Debug)]
 struct Live {
+    template: TemplateName,
     status: watch::Sender<JobStatus>,
     /// The sequence number the next log entry will get (entries before it have been handed to
     /// the store).
@@ -392,6 +393,22 @@ impl Engine {
         }
     }
 
+    /// A job's template and status: from memory while it has not ended, else from the store.
+    pub async fn summary(
+        &self,
+        token: JobToken,
+    ) -> Result<Option<(TemplateName, JobStatus)>, EngineError> {
+        let live = self
+            .queue()
+            .live
+            .get(&token)
+            .map(|live| (live.template.clone(), *live.status.borrow()));
+        match live {
+            Some(summary) => Ok(Some(summary)),
+            None => Ok(self.inner.store.summary(token).await?),
+        }
+    }
+
     /// Where a pending job stands in the queue: 1 is next to start. `None` unless it waits.
     pub fn queue_position(&self, token: JobToken) -> Option<usize> {
         self.queue()
@@ -514,7 +531,7 @@ impl Engine {
                 let mut queue = self.queue();
                 queue
                     .live
-                    .insert(record.token, Live::new(JobStatus::Pending));
+                    .insert(record.token, Live::new(record.template.clone()));
                 queue.waiting.push_back(QueuedJob {
                     token: record.token,
                     template: record.template,
@@ -557,7 +574,9 @@ impl Engine {
     fn enqueue(&self, job: QueuedJob) {
         {
             let mut queue = self.queue();
-            queue.live.insert(job.token, Live::new(JobStatus::Pending));
+            queue
+                .live
+                .insert(job.token, Live::new(job.template.clone()));
             queue.waiting.push_back(job);
         }
         self.dispatch();
@@ -779,9 +798,10 @@ impl Engine {
 }
 
 impl Live {
-    fn new(status: JobStatus) -> Self {
+    fn new(template: TemplateName) -> Self {
         Live {
-            status: watch::Sender::new(status),
+            template,
+            status: watch::Sender::new(JobStatus::Pending),
             logged: watch::Sender::new(0),
         }
     }

@@ -121,12 +121,14 @@ use crate::routes::Call;
 pub(crate) async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let mut call = read_call(&app, req).await?;
     let wait = seconds_param(&mut call, "wait", MAX_WAIT_SECONDS)?;
-    let token = job_for(&app, &mut call).await?;
-    let status = app
-        .engine
-        .wait(token, wait.unwrap_or_default())
-        .await?
-        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    let (token, mut status) = job_for(&app, &mut call).await?;
+    if let Some(wait) = wait.filter(|_| !status.is_terminal()) {
+        status = app
+            .engine
+            .wait(token, wait)
+            .await?
+            .ok_or_else(|| Refusal::bad("unknown token"))?;
+    }
     let mut response = text(StatusCode::OK, status.as_str());
     if status == JobStatus::Pending
         && let Some(position) = app.engine.queue_position(token)
@@ -188,14 +190,10 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         Some("ndjson") => Format::Ndjson,
         Some(_) => return Err(Refusal::bad("format must be text or ndjson")),
     };
-    let token = job_for(&app, &mut call).await?;
-    let store = app.engine.store().clone();
     // The status is read before the end of the log: a job whose status is terminal has all
     // of its log committed, so a body read after it is complete.
-    let status = store
-        .status(token)
-        .await?
-        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    let (token, status) = job_for(&app, &mut call).await?;
+    let store = app.engine.store().clone();
     let watch = if follow {
         app.engine.follow(token)
     } else {
@@ -298,7 +296,7 @@ async fn follow_log(
 
 pub(crate) async fn cancel(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let mut call = read_call(&app, req).await?;
-    let token = job_for(&app, &mut call).await?;
+    let (token, _) = job_for(&app, &mut call).await?;
     match app.engine.cancel(token).await? {
         Canceled::Stopped(status) => Ok(text(StatusCode::OK, status.as_str())),
         Canceled::Stopping => Ok(text(StatusCode::ACCEPTED, JobStatus::Executing.as_str())),

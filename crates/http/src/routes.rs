@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use holt_domain::{JobToken, Template};
+use holt_domain::{JobStatus, JobToken, Template};
 use holt_engine::{Engine, EngineError};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -336,24 +336,23 @@ pub(crate) fn check_key(template: &Template, key: Option<&str>) -> Result<(), Re
 /// Finds the job a request names by `token` and checks the key of its template. The template
 /// is looked up as it is loaded now, so a changed key applies to jobs already run; a job whose
 /// template is no longer loaded cannot be checked and is refused.
-pub(crate) async fn job_for(app: &App, call: &mut Call) -> Result<JobToken, Refusal> {
+pub(crate) async fn job_for(app: &App, call: &mut Call) -> Result<(JobToken, JobStatus), Refusal> {
     let text = call
         .params
         .take("token")?
         .ok_or_else(|| Refusal::bad("missing token parameter"))?;
     let token: JobToken = text.parse().map_err(|_| Refusal::bad("invalid token"))?;
-    let job = app
+    let (template, status) = app
         .engine
-        .store()
-        .job(token)
+        .summary(token)
         .await?
         .ok_or_else(|| Refusal::bad("unknown token"))?;
-    let template = app.engine.templates().get(&job.template).ok_or_else(|| {
+    let template = app.engine.templates().get(&template).ok_or_else(|| {
         Refusal::new(
             StatusCode::FORBIDDEN,
-            format!("the job's template {} is no longer loaded", job.template),
+            format!("the job's template {template} is no longer loaded"),
         )
     })?;
     check_key(template, call.key.as_deref())?;
-    Ok(token)
+    Ok((token, status))
 }

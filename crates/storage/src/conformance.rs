@@ -56,6 +56,15 @@ pub async fn create_and_read(store: Arc<dyn JobStore>) {
         (1_000, None, None)
     );
     assert_eq!(store.status(b).await.unwrap(), Some(JobStatus::Pending));
+    let (template, status) = store.summary(a).await.unwrap().unwrap();
+    assert_eq!((template.as_str(), status), ("hdars", JobStatus::Pending));
+    assert_eq!(
+        store
+            .summary(JobToken::new(999_999).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// The instance id is non-empty and stable for one store.

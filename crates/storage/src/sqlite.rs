@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, Variables};
+use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TemplateName, Variables};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
@@ -237,6 +237,21 @@ impl JobStore for SqliteStore {
                     .map_err(StoreError::from);
                 Box::new(move |commit| drop(ack.send(commit.and(pruned))))
             }))
+        })
+        .await
+    }
+
+    async fn summary(
+        &self,
+        token: JobToken,
+    ) -> Result<Option<(TemplateName, JobStatus)>, StoreError> {
+        self.read(move |conn| {
+            let row: Option<(String, i64)> = conn
+                .prepare_cached("SELECT template, status FROM jobs WHERE id = ?1")?
+                .query_row([token.id() as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            row.map(|(template, status)| Ok((template.parse()?, JobStatus::from_code(status)?)))
+                .transpose()
         })
         .await
     }

@@ -53,6 +53,13 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Forgets idempotency keys used before `before_ms`.
     async fn prune_idempotency(&self, before_ms: i64) -> Result<usize, StoreError>;
 
+    /// One job's template and status, if the job exists: what an API call needs to check its
+    /// key and answer, in one small read.
+    async fn summary(
+        &self,
+        token: JobToken,
+    ) -> Result<Option<(TemplateName, JobStatus)>, StoreError>;
+
     /// One job's status, if the job exists.
     async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError>;
 
