@@ -21,8 +21,8 @@ pub struct Template {
     pub api_key: Option<ApiKey>,
     /// The plan's text exactly as written; a job records it so it can show what it ran.
     pub plan_source: String,
-    /// The parsed plan.
-    pub plan: holt_plan::Plan,
+    /// The parsed plan, shared by every job of the template.
+    pub plan: std::sync::Arc<holt_plan::Plan>,
     /// Declared variables, in file order.
     pub variables: Vec<VariableDecl>,
     /// Whether a trigger may set variables the template does not declare.
@@ -266,7 +266,7 @@ impl Template {
                 allow_api: file.allow_api,
                 api_key,
                 plan_source,
-                plan,
+                plan: std::sync::Arc::new(plan),
                 variables,
                 allow_undeclared_variables: file.allow_undeclared_variables,
                 max_concurrent: file.max_concurrent,

@@ -343,7 +343,7 @@ impl Engine {
             engine.enqueue(QueuedJob {
                 token: created.token,
                 template: template.name.clone(),
-                plan: Arc::new(template.plan.clone()),
+                plan: template.plan.clone(),
                 secrets: secrets_of(Some(&template), &merged),
                 variables: merged,
             });
