@@ -262,7 +262,11 @@ pub(crate) async fn idle(bench: &Bench, report: &mut Report) -> Result<(), BoxEr
 /// T1: triggers per second at `connections` connections.
 pub(crate) async fn t1(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
     let sizes = bench.sizes;
-    let args = [&["--durability", "full"], bench.unlimited_queue()].concat();
+    let args = [
+        &["--durability", "full", "--max-concurrent-jobs", "64"],
+        bench.unlimited_queue(),
+    ]
+    .concat();
     let (_dir, mut holtd) = start_bench_holtd(bench, "t1", &args).await?;
     let trigger = |_| TRIGGER.to_owned();
     client::run(
@@ -389,7 +393,13 @@ async fn wait_terminal(
 pub(crate) async fn t2(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
     let sizes = bench.sizes;
     let jobs = sizes.t2_jobs;
-    let (_dir, mut holtd) = start_bench_holtd(bench, "t2", &["--durability", "full"]).await?;
+    // Jobs this small are bound by commits, not CPU: 64 at once share each group commit.
+    let (_dir, mut holtd) = start_bench_holtd(
+        bench,
+        "t2",
+        &["--durability", "full", "--max-concurrent-jobs", "64"],
+    )
+    .await?;
     let start = Instant::now();
     let deadline = start + sizes.patience;
     let mut outcome = client::run(
@@ -426,7 +436,11 @@ pub(crate) async fn t2(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
 /// T3: status latency at `connections` connections while triggers run at as many more.
 pub(crate) async fn t3(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
     let sizes = bench.sizes;
-    let args = [&["--durability", "full"], bench.unlimited_queue()].concat();
+    let args = [
+        &["--durability", "full", "--max-concurrent-jobs", "64"],
+        bench.unlimited_queue(),
+    ]
+    .concat();
     let (_dir, mut holtd) = start_bench_holtd(bench, "t3", &args).await?;
     let addr = holtd.addr;
     let mut seeded = client::run(

@@ -17,6 +17,10 @@ use crate::routes::{Answer, App, Refusal, check_key, job_for, read_call, text};
 /// How many log entries one read of a streamed log body takes.
 const LOG_PAGE: usize = 1024;
 
+/// How many entries one read of a text log body takes: text pages are rendered in the read
+/// itself, so bigger pages cost little memory (a few hundred kilobytes) and fewer round trips.
+const TEXT_PAGE: usize = 8192;
+
 /// The longest a status call may wait for its job to end.
 const MAX_WAIT_SECONDS: f64 = 60.0;
 
@@ -218,6 +222,11 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let next = last.map_or(offset, |last| (last + 1).max(offset));
     headers.insert("x-holt-next-offset", HeaderValue::from(next));
     // The first page is read before answering, so a store failure is still a clean 503.
+    if format == Format::Text {
+        let first = store.logs_text(token, offset, next, TEXT_PAGE).await?;
+        tokio::spawn(stream_text(store, token, next, first, tx));
+        return Ok(response);
+    }
     let first = store.logs(token, offset, LOG_PAGE).await?;
     tokio::spawn(async move {
         let mut page = first;
@@ -243,6 +252,43 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         }
     });
     Ok(response)
+}
+
+/// Streams a text log body up to `next`, reading each page while the previous one is sent.
+async fn stream_text(
+    store: Arc<dyn JobStore>,
+    token: JobToken,
+    next: u64,
+    first: (String, Option<u64>),
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, crate::body::BodyError>>,
+) {
+    let (mut text, mut last) = first;
+    while let Some(seq) = last {
+        let more = seq + 1 < next;
+        let send = tx.send(Ok(Bytes::from(std::mem::take(&mut text))));
+        let read = async {
+            if more {
+                store.logs_text(token, seq + 1, next, TEXT_PAGE).await
+            } else {
+                Ok((String::new(), None))
+            }
+        };
+        let (sent, read) = tokio::join!(send, read);
+        if sent.is_err() {
+            return;
+        }
+        match read {
+            Ok((page, page_last)) => {
+                text = page;
+                last = page_last;
+            }
+            Err(e) => {
+                tracing::error!(job = %token, error = %e, "log read failed mid-body");
+                let _ = tx.send(Err(Box::new(e))).await;
+                return;
+            }
+        }
+    }
 }
 
 type Watch = Option<(

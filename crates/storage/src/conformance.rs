@@ -140,6 +140,15 @@ pub async fn logs_in_order(store: Arc<dyn JobStore>) {
             entry(2, LogLevel::Error, "two")
         ]
     );
+    let (text, last) = store.logs_text(t, 0, 3, 100).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        ("DEBUG: start\nINFO: one\nERROR: two\n", Some(2))
+    );
+    let (text, last) = store.logs_text(t, 1, 2, 100).await.unwrap();
+    assert_eq!((text.as_str(), last), ("INFO: one\n", Some(1)));
+    let (text, last) = store.logs_text(t, 3, 10, 100).await.unwrap();
+    assert_eq!((text.as_str(), last), ("", None));
     let tail = store.logs(t, 1, 1).await.unwrap();
     assert_eq!(tail, vec![entry(1, LogLevel::Info, "one")]);
     assert!(store.logs(t, 3, 100).await.unwrap().is_empty());

@@ -306,6 +306,41 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn logs_text(
+        &self,
+        token: JobToken,
+        from_seq: u64,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<(String, Option<u64>), StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, level, text FROM log_entries
+                 WHERE job_id = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let mut rows = stmt.query(params![
+                token.id() as i64,
+                from_seq as i64,
+                before_seq.min(i64::MAX as u64) as i64,
+                limit as i64
+            ])?;
+            // Rendered straight from SQLite's buffers: no entry is built on the way.
+            let mut body = String::with_capacity(limit * 48);
+            let mut last = None;
+            while let Some(row) = rows.next()? {
+                let level = LogLevel::from_code(row.get(1)?)?;
+                let text = row
+                    .get_ref(2)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                holt_domain::format_line(&mut body, level, text);
+                last = Some(row.get::<_, i64>(0)? as u64);
+            }
+            Ok((body, last))
+        })
+        .await
+    }
+
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
         let message = message.to_owned();
         self.request(move |ack| {
@@ -389,7 +424,9 @@ fn delete_finished(
 fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
     let executing = JobStatus::Executing.code();
     let interrupted: Vec<i64> = tx
-        .prepare("SELECT id FROM jobs WHERE status = ?1 ORDER BY id")?
+        // `status IN (0, 1)` lets SQLite use the partial index of unfinished jobs instead of
+        // scanning every job ever run.
+        .prepare("SELECT id FROM jobs WHERE status IN (0, 1) AND status = ?1 ORDER BY id")?
         .query_map([executing], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for &id in &interrupted {
@@ -406,7 +443,7 @@ fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, 
     }
     let mut stmt = tx.prepare(
         "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
-         FROM jobs WHERE status = ?1 ORDER BY id",
+         FROM jobs WHERE status IN (0, 1) AND status = ?1 ORDER BY id",
     )?;
     let pending = stmt
         .query_map([JobStatus::Pending.code()], row_to_job)?

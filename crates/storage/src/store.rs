@@ -71,6 +71,25 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// Entries `from_seq..before_seq` (at most `limit`) in Otter's text form, and the sequence
+    /// number of the last one included. Stores may render it without building entries; this
+    /// default builds them.
+    async fn logs_text(
+        &self,
+        token: JobToken,
+        from_seq: u64,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<(String, Option<u64>), StoreError> {
+        let mut entries = self.logs(token, from_seq, limit).await?;
+        entries.retain(|e| e.seq < before_seq);
+        let mut body = String::new();
+        for entry in &entries {
+            holt_domain::format_entry(&mut body, entry);
+        }
+        Ok((body, entries.last().map(|e| e.seq)))
+    }
+
     /// After a restart: every job left `Executing` becomes `Error`, with `message` appended to
     /// its log as an `ERROR` entry; returns those jobs and the `Pending` jobs in the order they
     /// were created, so they can run.
