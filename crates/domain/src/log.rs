@@ -73,51 +73,50 @@ impl fmt::Display for LogLevel {
 
 /// Where in a plan an entry was written: the names of the enclosing log scopes, outermost first.
 ///
-/// Stored as one text column; segments are joined with the ASCII unit separator, which a scope
-/// name never contains because names come from single comment lines with control characters
-/// removed.
+/// Kept in the text form a store keeps (segments joined with the ASCII unit separator, which a
+/// scope name never contains because control characters are removed from names), behind an
+/// `Arc`: every entry of a scope shares one allocation, and storing it copies nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ScopePath(Vec<String>);
+pub struct ScopePath(Option<std::sync::Arc<str>>);
 
 impl ScopePath {
     const SEPARATOR: char = '\u{1f}';
 
     /// The root scope: an entry written outside every named block.
     pub fn root() -> Self {
-        ScopePath(Vec::new())
+        ScopePath(None)
     }
 
     /// This path with one more scope inside it.
     pub fn child(&self, name: &str) -> Self {
         let clean: String = name.chars().filter(|c| !c.is_control()).collect();
-        let mut segments = self.0.clone();
-        segments.push(clean);
-        ScopePath(segments)
+        let text = match &self.0 {
+            None => clean,
+            Some(outer) => format!("{outer}{}{clean}", Self::SEPARATOR),
+        };
+        ScopePath(Some(text.into()))
     }
 
     /// The scope names, outermost first.
-    pub fn segments(&self) -> &[String] {
-        &self.0
+    pub fn segments(&self) -> Vec<&str> {
+        match &self.0 {
+            None => Vec::new(),
+            Some(text) => text.split(Self::SEPARATOR).collect(),
+        }
     }
 
     /// The text form a store keeps.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        for (i, segment) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(Self::SEPARATOR);
-            }
-            out.push_str(segment);
-        }
-        out
+    pub fn encode(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
     }
 
     /// The path a stored text stands for.
     pub fn decode(text: &str) -> Self {
         if text.is_empty() {
-            return ScopePath::root();
+            ScopePath::root()
+        } else {
+            ScopePath(Some(text.into()))
         }
-        ScopePath(text.split(Self::SEPARATOR).map(str::to_owned).collect())
     }
 }
 
@@ -201,7 +200,8 @@ mod tests {
     fn scope_paths_round_trip() {
         let path = ScopePath::root().child("Deploy").child("server\u{1f}1");
         assert_eq!(path.segments(), ["Deploy", "server1"]);
-        assert_eq!(ScopePath::decode(&path.encode()), path);
+        assert_eq!(ScopePath::root().child("").segments(), [""]);
+        assert_eq!(ScopePath::decode(path.encode()), path);
         assert_eq!(ScopePath::decode(""), ScopePath::root());
     }
 

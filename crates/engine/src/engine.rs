@@ -144,10 +144,18 @@ struct Queue {
 #[derive(Debug)]
 struct Live {
     template: TemplateName,
-    status: watch::Sender<JobStatus>,
-    /// The sequence number the next log entry will get (entries before it have been handed to
-    /// the store).
-    logged: watch::Sender<u64>,
+    /// Its status and log progress, in one channel to keep a waiting job small.
+    progress: watch::Sender<Progress>,
+}
+
+/// Where a job that has not ended stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Its status.
+    pub status: JobStatus,
+    /// The sequence number its next log entry will get: entries before it have been handed to
+    /// the store (and are readable once their batch commits).
+    pub logged: u64,
 }
 
 /// What the engine needs to run a job it has recorded.
@@ -373,13 +381,13 @@ impl Engine {
             .queue()
             .live
             .get(&token)
-            .map(|live| live.status.subscribe());
+            .map(|live| live.progress.subscribe());
         let Some(mut status) = watching else {
             return Ok(self.inner.store.status(token).await?);
         };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let now = *status.borrow_and_update();
+            let now = status.borrow_and_update().status;
             if now.is_terminal() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(now));
             }
@@ -402,7 +410,7 @@ impl Engine {
             .queue()
             .live
             .get(&token)
-            .map(|live| (live.template.clone(), *live.status.borrow()));
+            .map(|live| (live.template.clone(), live.progress.borrow().status));
         match live {
             Some(summary) => Ok(Some(summary)),
             None => Ok(self.inner.store.summary(token).await?),
@@ -419,14 +427,11 @@ impl Engine {
     }
 
     /// Watches how far a job's log has been handed to the store, while the job has not ended.
-    pub fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<u64>, watch::Receiver<JobStatus>)> {
+    pub fn follow(&self, token: JobToken) -> Option<watch::Receiver<Progress>> {
         self.queue()
             .live
             .get(&token)
-            .map(|live| (live.logged.subscribe(), live.status.subscribe()))
+            .map(|live| live.progress.subscribe())
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -646,8 +651,9 @@ impl Engine {
         let logged = {
             let queue = self.queue();
             queue.live.get(&job.token).map(|live| {
-                live.status.send_replace(JobStatus::Executing);
-                live.logged.clone()
+                live.progress
+                    .send_modify(|p| p.status = JobStatus::Executing);
+                live.progress.clone()
             })
         };
         tracing::info!(job = %job.token, template = %job.template, "job executing");
@@ -730,7 +736,7 @@ impl Engine {
         self.inner.store.set_status(token, status, now_ms()).await?;
         self.inner.metrics.finished(template, status);
         if let Some(live) = self.queue().live.remove(&token) {
-            live.status.send_replace(status);
+            live.progress.send_modify(|p| p.status = status);
         }
         Ok(())
     }
@@ -801,8 +807,10 @@ impl Live {
     fn new(template: TemplateName) -> Self {
         Live {
             template,
-            status: watch::Sender::new(JobStatus::Pending),
-            logged: watch::Sender::new(0),
+            progress: watch::Sender::new(Progress {
+                status: JobStatus::Pending,
+                logged: 0,
+            }),
         }
     }
 }

@@ -8,6 +8,7 @@ use holt_storage::{JobStore, StoreError};
 use tokio::sync::{Mutex, watch};
 
 use crate::clock::now_ms;
+use crate::engine::Progress;
 use crate::metrics::Metrics;
 
 /// How big a job's log may grow.
@@ -30,7 +31,7 @@ pub(crate) struct JobLog {
     secrets: Vec<String>,
     limits: LogLimits,
     /// Told the next sequence number after each hand-over, for followers.
-    logged: Option<watch::Sender<u64>>,
+    logged: Option<watch::Sender<Progress>>,
     /// Counts the lines written, for `/metrics`.
     metrics: Option<Arc<Metrics>>,
 }
@@ -43,7 +44,7 @@ impl JobLog {
         next_seq: u64,
         mut secrets: Vec<String>,
         limits: LogLimits,
-        logged: Option<watch::Sender<u64>>,
+        logged: Option<watch::Sender<Progress>>,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         // Longer secrets first, so that a secret containing a shorter one is masked whole.
@@ -147,8 +148,12 @@ impl JobLog {
         if let Some(metrics) = &self.metrics {
             metrics.logged(count);
         }
-        if let Some(logged) = &self.logged {
-            logged.send_replace(*next);
+        // Followers are woken only when there are any: a log nobody follows costs no wake-up.
+        if let Some(logged) = &self.logged
+            && logged.receiver_count() > 0
+        {
+            let next = *next;
+            logged.send_modify(|p| p.logged = next);
         }
         Ok(())
     }

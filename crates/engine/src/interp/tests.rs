@@ -400,7 +400,12 @@ async fn entries_record_their_scope_path() {
     .await;
     let scopes: Vec<(String, Vec<String>)> = entries
         .iter()
-        .map(|e| (e.text.clone(), e.scope.segments().to_vec()))
+        .map(|e| {
+            (
+                e.text.clone(),
+                e.scope.segments().iter().map(|s| (*s).to_owned()).collect(),
+            )
+        })
         .collect();
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     assert_eq!(scopes[1], ("a".into(), s(&["Deploy"])));

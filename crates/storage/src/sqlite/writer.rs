@@ -199,6 +199,7 @@ pub(crate) fn is_storage_failure(e: &rusqlite::Error) -> bool {
 fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outcome>, String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut log_insert = None;
     for command in batch.iter_mut() {
         let outcome = match command {
             Command::CreateJob { job, .. } => Outcome::Token(step(insert_job(&tx, job))?),
@@ -209,7 +210,15 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
                 ..
             } => Outcome::Unit(step(update_status(&tx, *token, *status, *at_ms))?),
             Command::AppendLogs { token, entries } => {
-                if let Err(e) = step(insert_logs(&tx, *token, entries))? {
+                // One statement serves every append of the batch: looking it up in the cache
+                // per append hashed its SQL once per log line.
+                if log_insert.is_none() {
+                    // Preparing a statement fails only when the database itself does.
+                    let prepared = tx.prepare_cached(LOG_INSERT).map_err(|e| e.to_string())?;
+                    log_insert = Some(prepared);
+                }
+                let stmt = log_insert.as_mut().expect("prepared above");
+                if let Err(e) = step(insert_logs(stmt, *token, entries))? {
                     // A log entry that is wrong in itself (a bug) is dropped rather than blocking
                     // every other write behind it.
                     tracing::error!(job = %token, error = %e, "log entries dropped");
@@ -228,6 +237,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
         };
         outcomes.push(outcome);
     }
+    drop(log_insert);
     tx.commit().map_err(|e| e.to_string())?;
     Ok(outcomes)
 }
@@ -317,14 +327,13 @@ fn update_status(
     Ok(())
 }
 
+const LOG_INSERT: &str = "INSERT INTO log_entries (job_id, seq, level, scope, time_ms, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 fn insert_logs(
-    tx: &Transaction<'_>,
+    stmt: &mut rusqlite::CachedStatement<'_>,
     token: JobToken,
     entries: &[LogEntry],
 ) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO log_entries (job_id, seq, level, scope, time_ms, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for entry in entries {
         stmt.execute(params![
             token.id() as i64,
