@@ -11,22 +11,6 @@ async fn server(args: &[&str]) -> Holtd {
     Holtd::start(&templates::all(), args).await
 }
 
-/// Waits until `token` has `status`, failing after 20 seconds.
-async fn wait_for(holtd: &Holtd, token: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = holtd.status(token, "").await;
-        if now == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {token} is {now}, never {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn seed_examples_work() {
     let holtd = server(&[]).await;
@@ -121,7 +105,7 @@ async fn status_moves_through_pending_and_executing() {
     let holtd = server(&["--max-concurrent-jobs", "1"]).await;
     let first = holtd.trigger("template=sleeps&Seconds=2").await;
     let second = holtd.trigger("template=sleeps&Seconds=0").await;
-    wait_for(&holtd, &first, "Executing").await;
+    holtd.wait_status(&first, "Executing").await;
     assert_eq!(holtd.status(&second, "").await, "Pending");
     // While executing, the log so far is readable.
     let partial = holtd.logs(&first, "").await;
@@ -140,8 +124,8 @@ async fn jobs_beyond_the_limit_wait_then_run_in_order() {
     for _ in 0..5 {
         tokens.push(holtd.trigger("template=sleeps&Seconds=1").await);
     }
-    wait_for(&holtd, &tokens[0], "Executing").await;
-    wait_for(&holtd, &tokens[1], "Executing").await;
+    holtd.wait_status(&tokens[0], "Executing").await;
+    holtd.wait_status(&tokens[1], "Executing").await;
     for token in &tokens[2..] {
         assert_eq!(holtd.status(token, "").await, "Pending");
     }
@@ -167,7 +151,7 @@ async fn a_restart_fails_interrupted_jobs_and_runs_pending_ones() {
     let mut holtd = server(&["--max-concurrent-jobs", "1"]).await;
     let running = holtd.trigger("template=sleeps&Seconds=60").await;
     let waiting = holtd.trigger("template=ablast").await;
-    wait_for(&holtd, &running, "Executing").await;
+    holtd.wait_status(&running, "Executing").await;
     assert_eq!(holtd.status(&waiting, "").await, "Pending");
     // Log lines are durable shortly after they are written; wait to see the one before the sleep.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -201,7 +185,7 @@ async fn a_restart_fails_interrupted_jobs_and_runs_pending_ones() {
 async fn sigterm_drains_and_exits_zero() {
     let mut holtd = server(&[]).await;
     let token = holtd.trigger("template=sleeps&Seconds=1").await;
-    wait_for(&holtd, &token, "Executing").await;
+    holtd.wait_status(&token, "Executing").await;
     let status = holtd.terminate();
     assert!(status.success(), "{status:?}");
     holtd.restart().await;

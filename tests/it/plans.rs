@@ -201,6 +201,16 @@ async fn the_example_deployment_runs() {
     );
 }
 
+/// Runs `holtd check --templates DIR`.
+fn check(dir: &Path) -> std::process::Output {
+    Command::new(holtd_binary())
+        .arg("check")
+        .arg("--templates")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn holtd_check_lists_every_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -215,12 +225,7 @@ fn holtd_check_lists_every_problem_and_fails() {
     )
     .unwrap();
     std::fs::write(dir.path().join("worse.toml"), "allow_api = maybe\n").unwrap();
-    let output = Command::new(holtd_binary())
-        .arg("check")
-        .arg("--templates")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = check(dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     let bad = dir.path().join("bad.toml");
@@ -242,12 +247,7 @@ fn holtd_check_lists_every_problem_and_fails() {
     )
     .unwrap();
     std::fs::remove_file(&worse).unwrap();
-    let output = Command::new(holtd_binary())
-        .arg("check")
-        .arg("--templates")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = check(dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(
@@ -259,12 +259,7 @@ fn holtd_check_lists_every_problem_and_fails() {
     );
 
     std::fs::remove_file(&bad).unwrap();
-    let output = Command::new(holtd_binary())
-        .arg("check")
-        .arg("--templates")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = check(dir.path());
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
