@@ -470,3 +470,33 @@ async fn a_full_disk_refuses_new_jobs_keeps_serving_reads_and_recovers() {
     holtd.kill9();
     drop(disk);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_to_be_served() {
+    let holtd = Holtd::start(
+        &[("t", &template("Log-Information hi;"))],
+        &["--max-connections", "2"],
+    )
+    .await;
+    // Two clients hold connections open without sending anything.
+    let first = tokio::net::TcpStream::connect(holtd.addr).await.unwrap();
+    let second = tokio::net::TcpStream::connect(holtd.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third is not served while they do...
+    let addr = holtd.addr;
+    let third =
+        tokio::spawn(async move { holt_tests::request(addr, "GET", "/healthz", &[], "").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond the limit of two"
+    );
+    // ...and is as soon as one of them goes.
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("never served")
+        .unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    drop(second);
+}

@@ -438,6 +438,10 @@ impl Engine {
     /// ends `Error` with `ERROR: Job canceled.`. Waits for the job to end, up to the kill grace
     /// period and a little more.
     pub async fn cancel(&self, token: JobToken) -> Result<Canceled, EngineError> {
+        self.cancel_attempt(token, 0).await
+    }
+
+    async fn cancel_attempt(&self, token: JobToken, attempt: u32) -> Result<Canceled, EngineError> {
         enum Found {
             Waiting(QueuedJob),
             Running(Arc<Stopper>),
@@ -482,10 +486,14 @@ impl Engine {
             Found::Neither => match self.inner.store.status(token).await? {
                 None => Ok(Canceled::Unknown),
                 Some(status) if status.is_terminal() => Ok(Canceled::AlreadyEnded(status)),
-                // Between being taken from the queue and being marked running: stop it there.
+                // Recorded but not queued yet: its trigger is between the commit and the queue.
+                // That lasts moments; try again shortly, a bounded number of times.
                 Some(_) => {
-                    tokio::task::yield_now().await;
-                    Box::pin(self.cancel(token)).await
+                    if attempt >= 100 {
+                        return Ok(Canceled::Stopping);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Box::pin(self.cancel_attempt(token, attempt + 1)).await
                 }
             },
         }
