@@ -17,9 +17,10 @@ use crate::routes::{Answer, App, Refusal, check_key, job_for, read_call, text};
 /// How many log entries one read of a streamed log body takes.
 const LOG_PAGE: usize = 1024;
 
-/// How many entries one read of a text log body takes: text pages are rendered in the read
-/// itself, so bigger pages cost little memory (a few hundred kilobytes) and fewer round trips.
-const TEXT_PAGE: usize = 8192;
+/// How many entries one read of a text log body takes. Whole chunks are stored ready to send,
+/// so a page costs about its text (around a megabyte for short lines) and big pages mean few
+/// round trips to the database.
+const TEXT_PAGE: usize = 65_536;
 
 /// The longest a status call may wait for its job to end.
 const MAX_WAIT_SECONDS: f64 = 60.0;

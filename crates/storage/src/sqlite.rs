@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TemplateName, Variables};
+use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, TemplateName, Variables};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
+mod chunks;
+use chunks::IntoEntry;
 mod migrations;
 mod writer;
 
@@ -90,6 +92,8 @@ impl SqliteStore {
         });
         let reads = r2d2::Pool::builder()
             .max_size(config.read_connections.max(1))
+            // A read that cannot get a connection fails in seconds, not r2d2's default 30.
+            .connection_timeout(BUSY_TIMEOUT)
             .min_idle(Some(1))
             .build(manager)?;
 
@@ -207,7 +211,7 @@ impl JobStore for SqliteStore {
     async fn last_seq(&self, token: JobToken) -> Result<Option<u64>, StoreError> {
         self.read(move |conn| {
             let seq: Option<i64> = conn
-                .prepare_cached("SELECT MAX(seq) FROM log_entries WHERE job_id = ?1")?
+                .prepare_cached("SELECT MAX(last_seq) FROM log_chunks WHERE job_id = ?1")?
                 .query_row([token.id() as i64], |row| row.get(0))?;
             Ok(seq.map(|s| s as u64))
         })
@@ -275,31 +279,25 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<LogEntry>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, level, scope, time_ms, text FROM log_entries
-                 WHERE job_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                "SELECT first_seq, entries FROM log_chunks
+                 WHERE job_id = ?1 AND last_seq >= ?2 ORDER BY last_seq",
             )?;
-            let rows = stmt.query_map(
-                params![token.id() as i64, from_seq as i64, limit as i64],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, String>(4)?,
-                    ))
-                },
-            )?;
+            let mut rows = stmt.query(params![token.id() as i64, from_seq as i64])?;
             let mut entries = Vec::new();
-            for row in rows {
-                let (seq, level, scope, time_ms, text) = row?;
-                entries.push(LogEntry {
-                    seq: seq as u64,
-                    level: LogLevel::from_code(level)?,
-                    scope: ScopePath::decode(&scope),
-                    time_ms,
-                    text,
-                });
+            while entries.len() < limit
+                && let Some(row) = rows.next()?
+            {
+                let first: i64 = row.get(0)?;
+                let packed = row
+                    .get_ref(1)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
+                    let seq = first as u64 + i as u64;
+                    if seq >= from_seq && entries.len() < limit {
+                        entries.push(entry.into_entry(seq)?);
+                    }
+                }
             }
             Ok(entries)
         })
@@ -315,26 +313,50 @@ impl JobStore for SqliteStore {
     ) -> Result<(String, Option<u64>), StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, level, text FROM log_entries
-                 WHERE job_id = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+                "SELECT first_seq, last_seq, body, entries FROM log_chunks
+                 WHERE job_id = ?1 AND last_seq >= ?2 AND first_seq < ?3 ORDER BY last_seq",
             )?;
             let mut rows = stmt.query(params![
                 token.id() as i64,
                 from_seq as i64,
-                before_seq.min(i64::MAX as u64) as i64,
-                limit as i64
+                before_seq.min(i64::MAX as u64) as i64
             ])?;
-            // Rendered straight from SQLite's buffers: no entry is built on the way.
-            let mut body = String::with_capacity(limit * 48);
+            let mut body = String::new();
+            let mut count = 0;
             let mut last = None;
-            while let Some(row) = rows.next()? {
-                let level = LogLevel::from_code(row.get(1)?)?;
-                let text = row
-                    .get_ref(2)?
+            while count < limit
+                && let Some(row) = rows.next()?
+            {
+                let first = row.get::<_, i64>(0)? as u64;
+                let chunk_last = row.get::<_, i64>(1)? as u64;
+                let size = (chunk_last - first + 1) as usize;
+                if first >= from_seq && chunk_last < before_seq && count + size <= limit {
+                    // A whole chunk: its text is stored ready to send.
+                    let text = row
+                        .get_ref(2)?
+                        .as_str()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    body.push_str(text);
+                    count += size;
+                    last = Some(chunk_last);
+                    continue;
+                }
+                let packed = row
+                    .get_ref(3)?
                     .as_str()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                holt_domain::format_line(&mut body, level, text);
-                last = Some(row.get::<_, i64>(0)? as u64);
+                for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
+                    let seq = first + i as u64;
+                    if seq >= from_seq && seq < before_seq && count < limit {
+                        holt_domain::format_line(
+                            &mut body,
+                            LogLevel::from_code(entry.0)?,
+                            &entry.3,
+                        );
+                        count += 1;
+                        last = Some(seq);
+                    }
+                }
             }
             Ok((body, last))
         })
@@ -431,9 +453,9 @@ fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, 
         .collect::<Result<_, _>>()?;
     for &id in &interrupted {
         tx.execute(
-            "INSERT INTO log_entries (job_id, seq, level, scope, time_ms, text)
-             VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM log_entries WHERE job_id = ?1),
-                     ?2, '', ?3, ?4)",
+            "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries)
+             SELECT ?1, next, next, 'ERROR: ' || ?4 || char(10), json_array(json_array(?2, ?3, '', ?4))
+             FROM (SELECT COALESCE(MAX(last_seq) + 1, 0) AS next FROM log_chunks WHERE job_id = ?1)",
             params![id, LogLevel::Error.code(), at_ms, message],
         )?;
         tx.execute(

@@ -6,7 +6,7 @@ use crate::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Entries are never edited
 /// once released; a change is a new entry.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: jobs and their logs.
     "CREATE TABLE jobs (
         id          INTEGER PRIMARY KEY,
@@ -45,6 +45,24 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_job ON idempotency (job_id);
     CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE finished_ms IS NOT NULL;",
+    // 4: logs kept in chunks of consecutive entries instead of one row per line. `body` is the
+    // chunk in the Otter text form, so a whole log is read as a few large strings; `entries`
+    // is a JSON array of [level, time_ms, scope, text], one per entry, for structured reads.
+    "CREATE TABLE log_chunks (
+        job_id    INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        body      TEXT    NOT NULL,
+        entries   TEXT    NOT NULL
+    );
+    CREATE UNIQUE INDEX log_chunks_job ON log_chunks (job_id, last_seq);
+    INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries)
+        SELECT job_id, seq, seq,
+               CASE level WHEN 0 THEN 'DEBUG: ' WHEN 1 THEN 'INFO: ' WHEN 2 THEN 'WARN: ' ELSE 'ERROR: ' END
+                   || text || char(10),
+               json_array(json_array(level, time_ms, scope, text))
+        FROM log_entries;
+    DROP TABLE log_entries;",
 ];
 
 /// The schema version this build writes.

@@ -96,3 +96,104 @@ fn a_newer_schema_is_refused() {
         )
     );
 }
+
+#[test]
+fn migrating_from_one_row_per_line_keeps_every_entry() {
+    // A database at schema 3 with logs in the old per-line table is carried to chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holt.db");
+    let mut conn = Connection::open(&path).unwrap();
+    let tx = conn.transaction().unwrap();
+    for sql in &migrations::MIGRATIONS[..3] {
+        tx.execute_batch(sql).unwrap();
+    }
+    tx.pragma_update(None, "user_version", 3).unwrap();
+    tx.execute_batch(
+        "INSERT INTO jobs (id, template, plan, variables, status, created_ms) VALUES (1, 'hdars', '', '', 2, 0);
+         INSERT INTO log_entries VALUES (1, 0, 0, '', 10, 'start');
+         INSERT INTO log_entries VALUES (1, 1, 1, 'Deploy', 11, 'one \"quoted\"');
+         INSERT INTO log_entries VALUES (1, 2, 3, '', 12, 'done');",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    drop(conn);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&SqliteConfig::new(&path)).unwrap();
+        let token = JobToken::new(1).unwrap();
+        let entries = store.logs(token, 0, 10).await.unwrap();
+        let seen: Vec<(u64, &str, &str)> = entries
+            .iter()
+            .map(|e| (e.seq, e.level.as_str(), e.text.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, "DEBUG", "start"),
+                (1, "INFO", "one \"quoted\""),
+                (2, "ERROR", "done")
+            ]
+        );
+        assert_eq!(entries[1].scope.segments(), ["Deploy"]);
+        assert_eq!(entries[1].time_ms, 11);
+        let (text, last) = store.logs_text(token, 0, 10, 10).await.unwrap();
+        assert_eq!(
+            (text.as_str(), last),
+            ("DEBUG: start\nINFO: one \"quoted\"\nERROR: done\n", Some(2))
+        );
+        assert_eq!(store.last_seq(token).await.unwrap(), Some(2));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_appends_in_one_batch_read_back_from_any_offset() {
+    let (_dir, store) = temp_store();
+    let token = store
+        .create_job(NewJob {
+            template: "hdars".parse().unwrap(),
+            plan: String::new(),
+            variables: Variables::new(),
+            created_ms: 0,
+            idempotency: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    // More entries than one chunk holds, handed over in small appends.
+    let total = 10_000u64;
+    for start in (0..total).step_by(7) {
+        let entries = (start..(start + 7).min(total))
+            .map(|seq| holt_domain::LogEntry {
+                seq,
+                level: holt_domain::LogLevel::Info,
+                scope: holt_domain::ScopePath::root(),
+                time_ms: seq as i64,
+                text: format!("line {seq}"),
+            })
+            .collect();
+        store.append_logs(token, entries).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    assert_eq!(store.last_seq(token).await.unwrap(), Some(total - 1));
+    for from in [0, 1, 4095, 4096, 4097, 9_999] {
+        let entries = store.logs(token, from, 3).await.unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (from..(from + 3).min(total)).collect();
+        assert_eq!(seqs, expected, "from {from}");
+        let (text, last) = store.logs_text(token, from, from + 2, 100).await.unwrap();
+        let lines: Vec<String> = (from..(from + 2).min(total))
+            .map(|s| format!("INFO: line {s}\n"))
+            .collect();
+        assert_eq!(
+            (text, last),
+            (lines.concat(), Some((from + 1).min(total - 1))),
+            "from {from}"
+        );
+    }
+    let (text, last) = store.logs_text(token, 0, u64::MAX, 20_000).await.unwrap();
+    assert_eq!(text.lines().count() as u64, total);
+    assert_eq!(last, Some(total - 1));
+    let (text, last) = store.logs_text(token, 0, u64::MAX, 5000).await.unwrap();
+    assert_eq!(text.lines().count(), 5000);
+    assert_eq!(last, Some(4999));
+}

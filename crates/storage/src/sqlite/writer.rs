@@ -1,6 +1,7 @@
 //! The one writer: a thread that takes every command queued, applies them in one transaction,
 //! commits, and only then acknowledges each caller (group commit).
 
+use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use holt_domain::{JobStatus, JobToken, LogEntry};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::chunks::MAX_CHUNK;
 use super::encode_variables;
 use crate::{Created, NewJob, StoreError};
 
@@ -77,6 +79,9 @@ pub(crate) fn spawn(
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
+/// How long the writer gathers log lines when nothing else is waiting.
+const LOG_GATHER: Duration = Duration::from_micros(200);
+
 /// Most internal writes (logs, status changes) held while the database cannot be written; past
 /// this the writer stops taking commands, so producers wait instead of memory growing.
 const MAX_RETAINED: usize = 100_000;
@@ -132,6 +137,27 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
         }
         if batch.is_empty() {
             continue;
+        }
+        // When nobody waits on this batch (it holds only log lines), a moment's pause lets a
+        // chatty job hand over many more lines, so they share one transaction and one wake-up
+        // of this thread instead of one each. A batch anyone waits on commits at once.
+        if failing.is_none()
+            && batch.len() < MAX_BATCH
+            && batch
+                .iter()
+                .all(|c| matches!(c, Command::AppendLogs { .. }))
+        {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the writer is a plain thread, not async code"
+            )]
+            std::thread::sleep(LOG_GATHER);
+            while batch.len() < MAX_BATCH {
+                let Ok(command) = receiver.try_recv() else {
+                    break;
+                };
+                batch.push(command);
+            }
         }
         match apply_batch(&mut conn, &mut batch) {
             Ok(outcomes) => {
@@ -199,7 +225,6 @@ pub(crate) fn is_storage_failure(e: &rusqlite::Error) -> bool {
 fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outcome>, String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut log_insert = None;
     for command in batch.iter_mut() {
         let outcome = match command {
             Command::CreateJob { job, .. } => Outcome::Token(step(insert_job(&tx, job))?),
@@ -209,22 +234,8 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
                 at_ms,
                 ..
             } => Outcome::Unit(step(update_status(&tx, *token, *status, *at_ms))?),
-            Command::AppendLogs { token, entries } => {
-                // One statement serves every append of the batch: looking it up in the cache
-                // per append hashed its SQL once per log line.
-                if log_insert.is_none() {
-                    // Preparing a statement fails only when the database itself does.
-                    let prepared = tx.prepare_cached(LOG_INSERT).map_err(|e| e.to_string())?;
-                    log_insert = Some(prepared);
-                }
-                let stmt = log_insert.as_mut().expect("prepared above");
-                if let Err(e) = step(insert_logs(stmt, *token, entries))? {
-                    // A log entry that is wrong in itself (a bug) is dropped rather than blocking
-                    // every other write behind it.
-                    tracing::error!(job = %token, error = %e, "log entries dropped");
-                }
-                Outcome::None
-            }
+            // Written below, as chunks: one row per run of a job's entries in this batch.
+            Command::AppendLogs { .. } => Outcome::None,
             Command::Run(_) => {
                 // The closure runs once; what is left is its `Finish`, for the commit's outcome.
                 let placeholder = Command::Done(Box::new(|_| {}));
@@ -237,7 +248,27 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
         };
         outcomes.push(outcome);
     }
-    drop(log_insert);
+    // A transaction becomes visible whole, so writing every append of the batch after the other
+    // commands changes nothing a reader can see, and lets one row hold many lines.
+    let mut by_job: BTreeMap<JobToken, Vec<&LogEntry>> = BTreeMap::new();
+    for command in batch.iter() {
+        if let Command::AppendLogs { token, entries } = command {
+            by_job.entry(*token).or_default().extend(entries.iter());
+        }
+    }
+    if !by_job.is_empty() {
+        // Preparing a statement fails only when the database itself does.
+        let mut insert = tx.prepare_cached(CHUNK_INSERT).map_err(|e| e.to_string())?;
+        for (token, entries) in by_job {
+            for run in runs(&entries) {
+                if let Err(e) = step(insert_chunk(&mut insert, token, run))? {
+                    // Entries that are wrong in themselves (a bug) are dropped rather than
+                    // blocking every other write behind them.
+                    tracing::error!(job = %token, error = %e, "log entries dropped");
+                }
+            }
+        }
+    }
     tx.commit().map_err(|e| e.to_string())?;
     Ok(outcomes)
 }
@@ -327,22 +358,38 @@ fn update_status(
     Ok(())
 }
 
-const LOG_INSERT: &str = "INSERT INTO log_entries (job_id, seq, level, scope, time_ms, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const CHUNK_INSERT: &str = "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-fn insert_logs(
+/// Splits a job's entries into runs of consecutive sequence numbers of at most
+/// `MAX_CHUNK` entries each.
+fn runs<'a, 'b>(entries: &'b [&'a LogEntry]) -> impl Iterator<Item = &'b [&'a LogEntry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 1;
+        while end < rest.len() && end < MAX_CHUNK && rest[end].seq == rest[end - 1].seq + 1 {
+            end += 1;
+        }
+        let (run, tail) = rest.split_at(end);
+        rest = tail;
+        Some(run)
+    })
+}
+
+fn insert_chunk(
     stmt: &mut rusqlite::CachedStatement<'_>,
     token: JobToken,
-    entries: &[LogEntry],
+    run: &[&LogEntry],
 ) -> Result<(), StoreError> {
-    for entry in entries {
-        stmt.execute(params![
-            token.id() as i64,
-            entry.seq as i64,
-            entry.level.code(),
-            entry.scope.encode(),
-            entry.time_ms,
-            entry.text
-        ])?;
-    }
+    let (body, packed) = super::chunks::pack(run);
+    stmt.execute(params![
+        token.id() as i64,
+        run[0].seq as i64,
+        run[run.len() - 1].seq as i64,
+        body,
+        packed
+    ])?;
     Ok(())
 }
