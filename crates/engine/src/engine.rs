@@ -144,19 +144,17 @@ struct Queue {
 #[derive(Debug)]
 struct Live {
     template: TemplateName,
-    /// Its status and log progress, in one channel to keep a waiting job small.
-    progress: watch::Sender<Progress>,
+    /// Its status, for waiters.
+    status: watch::Sender<JobStatus>,
+    /// How far its log has been handed to the store, for followers: the channel is made when
+    /// the first follower comes, so a job nobody follows pays for no channel and its status
+    /// waiters are not woken by its log lines.
+    logged: LogProgress,
 }
 
-/// Where a job that has not ended stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Its status.
-    pub status: JobStatus,
-    /// The sequence number its next log entry will get: entries before it have been handed to
-    /// the store (and are readable once their batch commits).
-    pub logged: u64,
-}
+/// The sequence number a job's next log entry will get: entries before it have been handed to
+/// the store (and are readable once their batch commits).
+pub(crate) type LogProgress = Arc<OnceLock<watch::Sender<u64>>>;
 
 /// What the engine needs to run a job it has recorded.
 #[derive(Debug)]
@@ -381,13 +379,13 @@ impl Engine {
             .queue()
             .live
             .get(&token)
-            .map(|live| live.progress.subscribe());
+            .map(|live| live.status.subscribe());
         let Some(mut status) = watching else {
             return Ok(self.inner.store.status(token).await?);
         };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let now = status.borrow_and_update().status;
+            let now = *status.borrow_and_update();
             if now.is_terminal() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(now));
             }
@@ -410,7 +408,7 @@ impl Engine {
             .queue()
             .live
             .get(&token)
-            .map(|live| (live.template.clone(), live.progress.borrow().status));
+            .map(|live| (live.template.clone(), *live.status.borrow()));
         match live {
             Some(summary) => Ok(Some(summary)),
             None => Ok(self.inner.store.summary(token).await?),
@@ -427,11 +425,14 @@ impl Engine {
     }
 
     /// Watches how far a job's log has been handed to the store, while the job has not ended.
-    pub fn follow(&self, token: JobToken) -> Option<watch::Receiver<Progress>> {
-        self.queue()
-            .live
-            .get(&token)
-            .map(|live| live.progress.subscribe())
+    pub fn follow(
+        &self,
+        token: JobToken,
+    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
+        self.queue().live.get(&token).map(|live| {
+            let logged = live.logged.get_or_init(|| watch::Sender::new(0));
+            (live.status.subscribe(), logged.subscribe())
+        })
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -659,9 +660,8 @@ impl Engine {
         let logged = {
             let queue = self.queue();
             queue.live.get(&job.token).map(|live| {
-                live.progress
-                    .send_modify(|p| p.status = JobStatus::Executing);
-                live.progress.clone()
+                live.status.send_replace(JobStatus::Executing);
+                live.logged.clone()
             })
         };
         tracing::info!(job = %job.token, template = %job.template, "job executing");
@@ -744,7 +744,7 @@ impl Engine {
         self.inner.store.set_status(token, status, now_ms()).await?;
         self.inner.metrics.finished(template, status);
         if let Some(live) = self.queue().live.remove(&token) {
-            live.progress.send_modify(|p| p.status = status);
+            live.status.send_replace(status);
         }
         Ok(())
     }
@@ -815,10 +815,8 @@ impl Live {
     fn new(template: TemplateName) -> Self {
         Live {
             template,
-            progress: watch::Sender::new(Progress {
-                status: JobStatus::Pending,
-                logged: 0,
-            }),
+            status: watch::Sender::new(JobStatus::Pending),
+            logged: LogProgress::default(),
         }
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use holt_domain::{JobToken, LogEntry, LogLevel, ScopePath, split_message};
 use holt_storage::{JobStore, StoreError};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
-use crate::engine::Progress;
+use crate::engine::LogProgress;
 use crate::metrics::Metrics;
 
 /// How big a job's log may grow.
@@ -31,7 +31,7 @@ pub(crate) struct JobLog {
     secrets: Vec<String>,
     limits: LogLimits,
     /// Told the next sequence number after each hand-over, for followers.
-    logged: Option<watch::Sender<Progress>>,
+    logged: Option<LogProgress>,
     /// Counts the lines written, for `/metrics`.
     metrics: Option<Arc<Metrics>>,
 }
@@ -44,7 +44,7 @@ impl JobLog {
         next_seq: u64,
         mut secrets: Vec<String>,
         limits: LogLimits,
-        logged: Option<watch::Sender<Progress>>,
+        logged: Option<LogProgress>,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         // Longer secrets first, so that a secret containing a shorter one is masked whole.
@@ -149,11 +149,10 @@ impl JobLog {
             metrics.logged(count);
         }
         // Followers are woken only when there are any: a log nobody follows costs no wake-up.
-        if let Some(logged) = &self.logged
+        if let Some(logged) = self.logged.as_ref().and_then(|cell| cell.get())
             && logged.receiver_count() > 0
         {
-            let next = *next;
-            logged.send_modify(|p| p.logged = next);
+            logged.send_replace(*next);
         }
         Ok(())
     }

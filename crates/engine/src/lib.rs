@@ -18,6 +18,6 @@ mod metrics;
 mod process;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
-pub use engine::{Canceled, Engine, EngineConfig, Progress, Triggered};
+pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
 pub use metrics::Metrics;

@@ -133,9 +133,34 @@ async fn end_group(
     Ok(())
 }
 
-/// Whether any process of the group is still alive (signal 0 checks without signalling).
+/// Whether any process of the group is still alive. Signal 0 answers for the group as a whole,
+/// zombies included; members whose parent has died wait as zombies until the machine's init
+/// reaps them, which can take seconds, so a yes is checked against `/proc`.
 fn group_exists(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
+    killpg(pgid, None).is_ok() && group_has_live_member(pgid)
+}
+
+/// Whether `/proc` lists a process of the group that is not a zombie. Where `/proc` cannot be
+/// read, every member is taken to be alive.
+fn group_has_live_member(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .any(|stat| {
+            // "pid (comm) state ppid pgrp ...": the command may hold spaces and parentheses,
+            // so the fields are read after the last ')'.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest)
+                .unwrap_or("")
+                .split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+            pgrp == Some(pgid.as_raw()) && state != Some("Z")
+        })
 }
 
 /// Reads a stream and sends it on line by line, as lines complete. Lines longer than

@@ -292,7 +292,10 @@ async fn stream_text(
     }
 }
 
-type Watch = Option<tokio::sync::watch::Receiver<holt_engine::Progress>>;
+type Watch = Option<(
+    tokio::sync::watch::Receiver<JobStatus>,
+    tokio::sync::watch::Receiver<u64>,
+)>;
 
 /// Streams a job's log as it is written, until the job has ended and every entry is sent.
 async fn follow_log(
@@ -318,17 +321,18 @@ async fn follow_log(
             }
             continue;
         }
-        let Some(progress) = watch.as_mut() else {
+        let Some((status, logged)) = watch.as_mut() else {
             // The job had ended when the page was read: everything is sent.
             return;
         };
-        if progress.borrow_and_update().status.is_terminal() {
+        if status.borrow_and_update().is_terminal() {
             // Terminal status is committed after the last entry; one more read finishes.
             watch = None;
             continue;
         }
         tokio::select! {
-            changed = progress.changed() => if changed.is_err() { watch = None },
+            changed = status.changed() => if changed.is_err() { watch = None },
+            changed = logged.changed() => if changed.is_err() { watch = None },
             // Entries handed to the store become readable when their batch commits, a moment
             // after the watch moves; a short pause covers that gap.
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
