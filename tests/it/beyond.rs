@@ -8,12 +8,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
+use crate::templates::with_plan as template;
 use holt_storage::{JobStore, SqliteConfig, SqliteStore};
 use holt_tests::{Holtd, alive};
-
-fn template(plan: &str) -> String {
-    format!("allow_api = true\nplan = '''\n{plan}\n'''\n")
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -4,11 +4,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::templates::with_plan as template;
 use holt_tests::{Holtd, alive, holtd_binary};
-
-fn template(plan: &str) -> String {
-    format!("allow_api = true\nplan = '''\n{plan}\n'''\n")
-}
 
 /// Runs each `(name, plan)` once over HTTP and returns (status, log body) per plan.
 async fn run_plans(plans: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -2,11 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::templates::with_plan as template;
 use holt_tests::{Holtd, alive};
-
-fn template(plan: &str) -> String {
-    format!("allow_api = true\nplan = '''\n{plan}\n'''\n")
-}
 
 /// A job that records its shell's pid and a background child's pid, then sleeps.
 fn sleeper(dir: &std::path::Path) -> String {

@@ -67,3 +67,8 @@ pub(crate) fn all() -> Vec<(&'static str, &'static str)> {
         ("sleeps", SLEEPS),
     ]
 }
+
+/// A template that allows API use and runs `plan`.
+pub(crate) fn with_plan(plan: &str) -> String {
+    format!("allow_api = true\nplan = '''\n{plan}\n'''\n")
+}

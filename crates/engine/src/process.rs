@@ -143,12 +143,10 @@ fn group_exists(pgid: Pid) -> bool {
 /// Whether `/proc` lists a process of the group that is not a zombie. Where `/proc` cannot be
 /// read, every member is taken to be alive.
 fn group_has_live_member(pgid: Pid) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Some(pids) = proc_pids() else {
         return true;
     };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+    pids.filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .any(|stat| {
             // "pid (comm) state ppid pgrp ...": the command may hold spaces and parentheses,
             // so the fields are read after the last ')'.
@@ -226,13 +224,11 @@ pub(crate) const TOKEN_ENV: &str = "HOLT_JOB_TOKEN";
 pub(crate) async fn end_orphans(instance: &str, grace: Duration) -> usize {
     let marker = format!("{INSTANCE_ENV}={instance}");
     let find = || -> Vec<Pid> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
+        let Some(pids) = proc_pids() else {
             return Vec::new();
         };
         let me = std::process::id();
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| pid != me)
+        pids.filter(|&pid| pid != me)
             .filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/environ"))
                     .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
@@ -252,4 +248,10 @@ pub(crate) async fn end_orphans(instance: &str, grace: Duration) -> usize {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
     }
     found.len()
+}
+
+/// The ids of the processes `/proc` lists, if it can be read.
+fn proc_pids() -> Option<impl Iterator<Item = u32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()))
 }

@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::body::Body;
-use crate::routes::{Answer, App, Refusal, check_key, job_for, read_call, text};
+use crate::routes::{Answer, App, Call, Refusal, check_key, job_for, read_call, text};
 
 /// How many log entries one read of a streamed log body takes.
 const LOG_PAGE: usize = 1024;
@@ -120,8 +120,6 @@ fn seconds_param(call: &mut Call, name: &str, max: f64) -> Result<Option<Duratio
         })?;
     Ok(Some(Duration::from_secs_f64(value)))
 }
-
-use crate::routes::Call;
 
 pub(crate) async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let mut call = read_call(&app, req).await?;
