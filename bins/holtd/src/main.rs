@@ -41,6 +41,15 @@ enum Command {
     },
 }
 
+/// The defaults, each defined once in the configuration it belongs to and shown by `--help`.
+fn engine_defaults() -> EngineConfig {
+    EngineConfig::default()
+}
+
+fn http_defaults() -> HttpConfig {
+    HttpConfig::default()
+}
+
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// The address to listen on; port 0 picks a free port. The bound address is printed.
@@ -49,59 +58,65 @@ struct ServeArgs {
     /// The SQLite database file; created when missing.
     #[arg(long, default_value = "holt.db")]
     db: PathBuf,
-    /// The directory of template files (`NAME.toml`).
+    /// The directory of template files (`NAME.toml`). SIGHUP loads it again.
     #[arg(long, default_value = "templates")]
     templates: PathBuf,
     /// The most jobs that execute at once; the rest wait as Pending.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
-    max_concurrent_jobs: u32,
+    #[arg(long, default_value_t = engine_defaults().max_concurrent_jobs)]
+    max_concurrent_jobs: usize,
     /// full: an acknowledged write is on disk. normal: it survives a crash of holtd but the
     /// last moments may be lost on power loss.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
     /// Seconds that shutdown lets running jobs go on before stopping them.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = engine_defaults().shutdown_grace.as_secs())]
     shutdown_grace: u64,
     /// Seconds a job's processes get between SIGTERM and SIGKILL when they are ended.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = engine_defaults().kill_grace.as_secs())]
     kill_grace: u64,
     /// The most jobs that may wait to run; further triggers get 503 with Retry-After.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = engine_defaults().max_pending_jobs)]
     max_pending_jobs: usize,
     /// The most log lines one job keeps; later lines are dropped after a WARN line.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = engine_defaults().max_log_lines_per_job)]
     max_log_lines_per_job: u64,
     /// The longest log line kept, in bytes; longer lines are cut and marked.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = engine_defaults().max_log_line_bytes)]
     max_log_line_bytes: usize,
     /// The largest request head (request line and headers), in bytes; larger gets 431.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = http_defaults().max_head_bytes)]
     max_head_bytes: usize,
     /// The largest request body, in bytes; larger gets 413.
-    #[arg(long, default_value_t = 1_048_576)]
+    #[arg(long, default_value_t = http_defaults().max_body_bytes)]
     max_body_bytes: usize,
     /// The most connections served at once; further clients wait to be accepted.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = http_defaults().max_connections)]
     max_connections: usize,
     /// The most variables one trigger may carry.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = http_defaults().max_variables)]
     max_variables: usize,
     /// The longest variable value, in bytes.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = http_defaults().max_variable_bytes)]
     max_variable_bytes: usize,
     /// Seconds a client may take to send a request head before the connection is closed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = http_defaults().header_read_timeout.as_secs())]
     header_read_timeout: u64,
     /// Days finished jobs and their logs are kept; a template's `retain_days` overrides it.
     /// Without it, finished jobs are kept forever.
     #[arg(long)]
     retain_days: Option<u32>,
     /// Seconds between retention runs (the first runs at start).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = engine_defaults().retention_interval.as_secs())]
     retention_interval: u64,
     /// Seconds a client may take to send a request body before it gets 408.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
+}
+
+/// Seconds as a duration, refusing values no clock can add (the configuration's own ranges
+/// then name the setting).
+fn seconds(value: u64) -> Duration {
+    Duration::from_secs(value.min(u64::from(u32::MAX)))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,6 +179,7 @@ fn check(dir: &Path) -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let catalog =
         load_templates(&args.templates).map_err(|e| format!("templates not loaded:\n{e}"))?;
+    let (engine_config, http_config) = configs(&args)?;
     let mut store_config = SqliteConfig::new(&args.db);
     store_config.durability = match args.durability {
         DurabilityArg::Full => Durability::Full,
@@ -171,27 +187,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let store = SqliteStore::open(&store_config)
         .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
-    let engine_config = EngineConfig {
-        max_concurrent_jobs: args.max_concurrent_jobs as usize,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        kill_grace: Duration::from_secs(args.kill_grace),
-        max_pending_jobs: args.max_pending_jobs,
-        max_log_lines_per_job: args.max_log_lines_per_job,
-        max_log_line_bytes: args.max_log_line_bytes,
-        retain_days: args.retain_days,
-        retention_interval: Duration::from_secs(args.retention_interval.max(1)),
-        ..EngineConfig::default()
-    };
-    let http_config = HttpConfig {
-        max_head_bytes: args.max_head_bytes,
-        max_body_bytes: args.max_body_bytes,
-        max_connections: args.max_connections,
-        max_variables: args.max_variables,
-        max_variable_bytes: args.max_variable_bytes,
-        header_read_timeout: Duration::from_secs(args.header_read_timeout),
-        body_read_timeout: Duration::from_secs(args.body_read_timeout),
-        ..HttpConfig::default()
-    };
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;
@@ -205,6 +200,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("holtd listening on http://{addr}");
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
+    tokio::spawn(reload_on_hangup(engine.clone(), args.templates.clone()));
     holt_http::serve(listener, engine.clone(), http_config, shutdown_signal()).await;
     tracing::info!("stopped accepting; waiting for running jobs");
     tokio::spawn(async {
@@ -215,6 +211,76 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     engine.shutdown().await;
     tracing::info!("holtd stopped");
     Ok(())
+}
+
+/// The engine's and the HTTP server's configuration from the command line, refused whole when
+/// any setting is outside its sensible range.
+fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
+    let engine_config = EngineConfig {
+        max_concurrent_jobs: args.max_concurrent_jobs,
+        shutdown_grace: seconds(args.shutdown_grace),
+        kill_grace: seconds(args.kill_grace),
+        max_pending_jobs: args.max_pending_jobs,
+        max_log_lines_per_job: args.max_log_lines_per_job,
+        max_log_line_bytes: args.max_log_line_bytes,
+        retain_days: args.retain_days,
+        retention_interval: seconds(args.retention_interval),
+        ..EngineConfig::default()
+    };
+    let http_config = HttpConfig {
+        max_head_bytes: args.max_head_bytes,
+        max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+        max_variables: args.max_variables,
+        max_variable_bytes: args.max_variable_bytes,
+        header_read_timeout: seconds(args.header_read_timeout),
+        body_read_timeout: seconds(args.body_read_timeout),
+        ..HttpConfig::default()
+    };
+    let mut problems = engine_config.problems();
+    problems.extend(http_config.problems());
+    if !problems.is_empty() {
+        return Err(format!(
+            "refusing to start with these settings:\n  {}",
+            problems.join("\n  ")
+        ));
+    }
+    Ok((engine_config, http_config))
+}
+
+/// Loads the templates again on every SIGHUP. A template whose file fails to load keeps its
+/// earlier version, and every problem is logged; requests are served throughout.
+async fn reload_on_hangup(engine: Engine, dir: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; templates cannot be reloaded");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        let current = engine.templates();
+        let load_dir = dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            templates::reload_dir(&load_dir, holt_engine::check_template, &current)
+        })
+        .await;
+        let Ok((catalog, problems)) = loaded else {
+            tracing::error!("template reload failed unexpectedly; the loaded templates stay");
+            continue;
+        };
+        for problem in &problems {
+            tracing::error!(%problem, "template not reloaded");
+        }
+        let count = catalog.len();
+        engine.reload_templates(catalog);
+        tracing::info!(
+            templates = count,
+            problems = problems.len(),
+            "templates reloaded"
+        );
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -491,6 +491,13 @@ impl TemplateCatalog {
         }
     }
 
+    /// A catalog of templates already shared, such as those kept from an earlier catalog.
+    pub fn from_shared(templates: impl IntoIterator<Item = std::sync::Arc<Template>>) -> Self {
+        TemplateCatalog {
+            by_name: templates.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        }
+    }
+
     /// The template of that name, if loaded.
     pub fn get(&self, name: &TemplateName) -> Option<&std::sync::Arc<Template>> {
         self.by_name.get(name)

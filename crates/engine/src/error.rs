@@ -25,6 +25,14 @@ pub enum EngineError {
         /// Its `max_concurrent`.
         limit: u32,
     },
+    /// The engine's configuration is outside its sensible ranges; the message names each
+    /// setting.
+    #[error("{0}")]
+    Config(String),
+    /// The engine failed unexpectedly while doing what it was asked; the server's log has the
+    /// details.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store did not confirm the write in time; the job may or may not be recorded.
     #[error("the database did not confirm the write within {seconds} seconds; retry later")]
     StoreTimeout {

@@ -8,8 +8,8 @@ use holt_storage::{JobStore, StoreError};
 use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
-use crate::engine::LogProgress;
 use crate::metrics::Metrics;
+use crate::queue::LogProgress;
 
 /// How big a job's log may grow.
 #[derive(Debug, Clone, Copy)]

@@ -10,14 +10,20 @@
 
 mod check;
 mod clock;
+mod config;
 mod engine;
 mod error;
 mod interp;
 mod joblog;
 mod metrics;
 mod process;
+mod queue;
+mod retention;
+mod run;
+mod sync;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
-pub use engine::{Canceled, Engine, EngineConfig, Triggered};
+pub use config::{EngineConfig, MAX_DURATION};
+pub use engine::{Canceled, Engine, Triggered};
 pub use error::EngineError;
 pub use metrics::Metrics;

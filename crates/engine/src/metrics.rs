@@ -17,19 +17,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub(crate) fn triggered(&self, template: &TemplateName) {
-        *self
-            .triggered
-            .lock()
-            .expect("metrics lock")
+        *crate::sync::lock(&self.triggered)
             .entry(template.as_str().to_owned())
             .or_default() += 1;
     }
 
     pub(crate) fn finished(&self, template: &TemplateName, status: JobStatus) {
-        *self
-            .finished
-            .lock()
-            .expect("metrics lock")
+        *crate::sync::lock(&self.finished)
             .entry((template.as_str().to_owned(), status.as_str()))
             .or_default() += 1;
     }
@@ -44,7 +38,7 @@ impl Metrics {
             "# HELP holt_jobs_triggered_total Jobs created by triggers since the server started.\n",
         );
         out.push_str("# TYPE holt_jobs_triggered_total counter\n");
-        for (template, count) in self.triggered.lock().expect("metrics lock").iter() {
+        for (template, count) in crate::sync::lock(&self.triggered).iter() {
             let _ = writeln!(
                 out,
                 "holt_jobs_triggered_total{{template=\"{}\"}} {count}",
@@ -53,7 +47,7 @@ impl Metrics {
         }
         out.push_str("# HELP holt_jobs_finished_total Jobs that ended since the server started, by final status.\n");
         out.push_str("# TYPE holt_jobs_finished_total counter\n");
-        for ((template, status), count) in self.finished.lock().expect("metrics lock").iter() {
+        for ((template, status), count) in crate::sync::lock(&self.finished).iter() {
             let _ = writeln!(
                 out,
                 "holt_jobs_finished_total{{template=\"{}\",status=\"{status}\"}} {count}",

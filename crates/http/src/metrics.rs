@@ -25,7 +25,7 @@ impl HttpMetrics {
         *self
             .requests
             .lock()
-            .expect("metrics lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry((route, status))
             .or_default() += 1;
         let seconds = elapsed.as_secs_f64();
@@ -44,7 +44,12 @@ impl HttpMetrics {
             "# HELP holt_http_requests_total Requests answered, by route and status code.\n",
         );
         out.push_str("# TYPE holt_http_requests_total counter\n");
-        for ((route, status), count) in self.requests.lock().expect("metrics lock").iter() {
+        for ((route, status), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "holt_http_requests_total{{route=\"{route}\",code=\"{status}\"}} {count}"

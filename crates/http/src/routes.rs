@@ -204,7 +204,10 @@ async fn route_request(
             Endpoint::Status => jobs::status(app, req).await,
             Endpoint::Logs => jobs::logs(app, req).await,
             Endpoint::Cancel => jobs::cancel(app, req).await,
-            Endpoint::Healthz => Ok(text(StatusCode::OK, "ok")),
+            Endpoint::Healthz => match app.engine.health() {
+                Ok(()) => Ok(text(StatusCode::OK, "ok")),
+                Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+            },
             Endpoint::Metrics => Ok(metrics(&app)),
         },
     };
@@ -347,12 +350,17 @@ pub(crate) async fn job_for(app: &App, call: &mut Call) -> Result<(JobToken, Job
         .summary(token)
         .await?
         .ok_or_else(|| Refusal::bad("unknown token"))?;
-    let template = app.engine.templates().get(&template).ok_or_else(|| {
-        Refusal::new(
-            StatusCode::FORBIDDEN,
-            format!("the job's template {template} is no longer loaded"),
-        )
-    })?;
-    check_key(template, call.key.as_deref())?;
+    let template = app
+        .engine
+        .templates()
+        .get(&template)
+        .cloned()
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!("the job's template {template} is no longer loaded"),
+            )
+        })?;
+    check_key(&template, call.key.as_deref())?;
     Ok((token, status))
 }

@@ -56,6 +56,67 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// Every setting outside its sensible range, one line each, naming the setting as the
+    /// command line spells it. Empty when the server can run with it.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut range = |name: &str, value: u128, min: u128, max: u128| {
+            if value < min || value > max {
+                problems.push(format!(
+                    "--{name} must be from {min} to {max}, given {value}"
+                ));
+            }
+        };
+        let mib = 1024 * 1024;
+        let week = holt_engine::MAX_DURATION.as_secs() as u128;
+        range(
+            "max-head-bytes",
+            self.max_head_bytes as u128,
+            1024,
+            16 * mib,
+        );
+        range(
+            "max-body-bytes",
+            self.max_body_bytes as u128,
+            1024,
+            1024 * mib,
+        );
+        range(
+            "max-connections",
+            self.max_connections as u128,
+            1,
+            1_000_000,
+        );
+        range("max-variables", self.max_variables as u128, 1, 100_000);
+        range(
+            "max-variable-bytes",
+            self.max_variable_bytes as u128,
+            1,
+            64 * mib,
+        );
+        range(
+            "header-read-timeout",
+            self.header_read_timeout.as_secs() as u128,
+            1,
+            week,
+        );
+        range(
+            "body-read-timeout",
+            self.body_read_timeout.as_secs() as u128,
+            1,
+            week,
+        );
+        range(
+            "drain-timeout",
+            self.drain_timeout.as_secs() as u128,
+            0,
+            week,
+        );
+        problems
+    }
+}
+
 /// Serves `engine` on `listener` until `shutdown` completes, then stops accepting and waits up
 /// to the drain timeout for requests in flight.
 pub async fn serve(

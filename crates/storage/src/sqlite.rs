@@ -60,6 +60,16 @@ pub struct SqliteStore {
     instance: Arc<str>,
     reads: r2d2::Pool<SqliteConnectionManager>,
     _writer: Arc<writer::WriterHandle>,
+    /// The file opened and its identity (device and inode) then, to notice when it is removed
+    /// or replaced under the running server.
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+/// A file's device and inode, if it can be read.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How long a connection waits for a lock held by another before failing.
@@ -104,6 +114,8 @@ impl SqliteStore {
             instance: instance.into(),
             reads,
             _writer: Arc::new(writer),
+            identity: file_identity(&config.path),
+            path: config.path.clone(),
         })
     }
 
@@ -161,6 +173,24 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 impl JobStore for SqliteStore {
     fn instance_id(&self) -> &str {
         &self.instance
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        // An in-memory or unreadable path had no identity to compare with.
+        let Some(opened) = self.identity else {
+            return Ok(());
+        };
+        match file_identity(&self.path) {
+            Some(now) if now == opened => Ok(()),
+            Some(_) => Err(StoreError::Unavailable(format!(
+                "the database file {} was replaced while the server ran; restart holtd",
+                self.path.display()
+            ))),
+            None => Err(StoreError::Unavailable(format!(
+                "the database file {} was removed while the server ran; restart holtd",
+                self.path.display()
+            ))),
+        }
     }
 
     async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {

@@ -15,6 +15,13 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// that what a server started from it (such as processes) can be recognised later.
     fn instance_id(&self) -> &str;
 
+    /// Whether the store is still the database it opened: `Unavailable` once its file was
+    /// removed or replaced under the running server, so that nothing more is acknowledged into
+    /// a database nobody will read again.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Records a new `Pending` job and returns its token once the job is durable. With an
     /// idempotency key already used (since `not_before_ms`) for the same fingerprint, nothing is
     /// created and the first job's token is returned (`fresh` is false); for another

@@ -28,6 +28,65 @@ pub fn load_dir(
     dir: &Path,
     check: impl Fn(&Template) -> Vec<TemplateDiagnostic>,
 ) -> Result<TemplateCatalog, LoadError> {
+    let paths = template_paths(dir)?;
+    let mut problems = Vec::new();
+    let mut templates = Vec::new();
+    for path in paths {
+        match load_file(&path, &check) {
+            Ok(template) => templates.push(template),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(TemplateCatalog::new(templates))
+    } else {
+        Err(LoadError { problems })
+    }
+}
+
+/// Loads the templates directory again for a running server: each file that loads replaces its
+/// template, a file that fails keeps the template `current` has of that name (if any), and a
+/// template whose file is gone is dropped. Returns the new catalog and every problem found, so
+/// one broken edit never takes a working template away.
+pub fn reload_dir(
+    dir: &Path,
+    check: impl Fn(&Template) -> Vec<TemplateDiagnostic>,
+    current: &TemplateCatalog,
+) -> (TemplateCatalog, Vec<String>) {
+    let paths = match template_paths(dir) {
+        Ok(paths) => paths,
+        Err(e) => {
+            let kept = TemplateCatalog::from_shared(current.iter().cloned());
+            return (kept, e.problems);
+        }
+    };
+    let mut problems = Vec::new();
+    let mut templates = Vec::new();
+    for path in paths {
+        match load_file(&path, &check) {
+            Ok(template) => templates.push(std::sync::Arc::new(template)),
+            Err(mut found) => {
+                let kept = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|stem| stem.parse::<TemplateName>().ok())
+                    .and_then(|name| current.get(&name).cloned());
+                if let Some(old) = kept {
+                    found.push(format!(
+                        "{}: the template loaded before stays in use",
+                        path.display()
+                    ));
+                    templates.push(old);
+                }
+                problems.append(&mut found);
+            }
+        }
+    }
+    (TemplateCatalog::from_shared(templates), problems)
+}
+
+/// The `*.toml` files of a templates directory, sorted.
+fn template_paths(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let whole = |path: &Path, message: String| LoadError {
         problems: vec![format!("{}: {message}", path.display())],
     };
@@ -43,20 +102,7 @@ pub fn load_dir(
         }
     }
     paths.sort();
-
-    let mut problems = Vec::new();
-    let mut templates = Vec::new();
-    for path in paths {
-        match load_file(&path, &check) {
-            Ok(template) => templates.push(template),
-            Err(mut found) => problems.append(&mut found),
-        }
-    }
-    if problems.is_empty() {
-        Ok(TemplateCatalog::new(templates))
-    } else {
-        Err(LoadError { problems })
-    }
+    Ok(paths)
 }
 
 fn load_file(

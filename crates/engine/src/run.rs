@@ -1,0 +1,239 @@
+//! The life of a queued job: starting it in a free slot, running its plan, recording its end.
+
+use std::sync::Arc;
+
+use holt_domain::{JobStatus, JobToken, LogLevel, ScopePath, Template, TemplateName, Variables};
+use holt_storage::JobRecord;
+
+use crate::EngineError;
+use crate::clock::now_ms;
+use crate::engine::Engine;
+use crate::interp::{self, ExecState};
+use crate::joblog::{JobLog, LogLimits};
+use crate::queue::{QueuedJob, Slot, Stopper};
+
+/// The line a job ends with when the engine itself failed while running it.
+pub(crate) const INTERNAL_ERROR_MESSAGE: &str =
+    "An internal error stopped this job; the server's log has the details.";
+
+impl Engine {
+    /// Queues a job found pending at start.
+    pub(crate) async fn resume(&self, record: JobRecord) -> Result<(), EngineError> {
+        let template = self.templates().get(&record.template).cloned();
+        match holt_plan::parse(&record.plan) {
+            Ok(plan) => {
+                let secrets = secrets_of(template.as_deref(), &record.variables);
+                self.inner.queue.resume(QueuedJob {
+                    token: record.token,
+                    template: record.template,
+                    plan: Arc::new(plan),
+                    secrets,
+                    variables: record.variables,
+                });
+            }
+            Err(diagnostics) => {
+                // A plan recorded by an older build that this build cannot read: the job ends
+                // with the reason rather than blocking the queue or vanishing.
+                let message =
+                    format!("This job's plan cannot be run by this server: {diagnostics}");
+                self.end_unrun(record.token, &message).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a job that never ran with one `ERROR` line saying why.
+    pub(crate) async fn end_unrun(
+        &self,
+        token: JobToken,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        let log = JobLog::new(
+            token,
+            self.inner.store.clone(),
+            0,
+            Vec::new(),
+            self.log_limits(),
+            None,
+            None,
+        );
+        log.write_final(LogLevel::Error, message).await?;
+        self.inner
+            .store
+            .set_status(token, JobStatus::Error, now_ms())
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) fn log_limits(&self) -> LogLimits {
+        LogLimits {
+            max_lines: self.inner.config.max_log_lines_per_job,
+            max_line_bytes: self.inner.config.max_log_line_bytes,
+        }
+    }
+
+    /// Starts waiting jobs in free slots. Each runs in a task of its own, watched by another:
+    /// should the run panic, the watcher records the job as failed, and the slot is freed
+    /// either way.
+    pub(crate) fn dispatch(&self) {
+        let templates = self.templates();
+        let started = self
+            .inner
+            .queue
+            .startable(&templates, self.inner.config.max_concurrent_jobs);
+        for (job, stopper, slot) in started {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.supervise(job, stopper, slot).await;
+                engine.dispatch();
+            });
+        }
+    }
+
+    async fn supervise(&self, job: QueuedJob, stopper: Arc<Stopper>, slot: Slot) {
+        let token = job.token;
+        let template = job.template.clone();
+        let engine = self.clone();
+        let run = tokio::spawn(async move {
+            if let Err(e) = engine.run(job, &stopper).await {
+                tracing::error!(job = %token, error = %e, "could not record the job's progress");
+            }
+        });
+        if let Err(e) = run.await {
+            // The run panicked (or the runtime is going away): the job must not stay
+            // `Executing` with its slot taken.
+            tracing::error!(job = %token, error = %e, "a job's run failed unexpectedly");
+            if let Err(e) = self.fail_internally(token, &template).await {
+                tracing::error!(job = %token, error = %e, "could not record the job's failure");
+            }
+        }
+        drop(slot);
+    }
+
+    /// Ends a job whose run broke down with the internal-error line.
+    async fn fail_internally(
+        &self,
+        token: JobToken,
+        template: &TemplateName,
+    ) -> Result<(), EngineError> {
+        let next = self
+            .inner
+            .store
+            .last_seq(token)
+            .await?
+            .map_or(0, |seq| seq + 1);
+        let log = JobLog::new(
+            token,
+            self.inner.store.clone(),
+            next,
+            Vec::new(),
+            self.log_limits(),
+            None,
+            None,
+        );
+        log.write_final(LogLevel::Error, INTERNAL_ERROR_MESSAGE)
+            .await?;
+        self.finish(token, template, JobStatus::Error).await
+    }
+
+    /// Runs one job to its terminal status. A store failure leaves the job `Executing`, which
+    /// the next start turns into `Error` with an explanation.
+    async fn run(&self, job: QueuedJob, stopper: &Stopper) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        // The job is durably `Executing` before any of its plan is evaluated: should evaluating
+        // it bring the process down, the next start ends it rather than running it again.
+        store
+            .set_status(job.token, JobStatus::Executing, now_ms())
+            .await?;
+        let logged = self.inner.queue.executing(job.token);
+        tracing::info!(job = %job.token, template = %job.template, "job executing");
+        let log = Arc::new(JobLog::new(
+            job.token,
+            store.clone(),
+            0,
+            job.secrets,
+            self.log_limits(),
+            logged,
+            Some(self.inner.metrics.clone()),
+        ));
+        log.write(
+            LogLevel::Debug,
+            &ScopePath::root(),
+            &format!("Job started from template {}.", job.template),
+        )
+        .await?;
+
+        let run = interp::run(
+            &job.plan,
+            job.token,
+            &job.variables,
+            log.clone(),
+            &stopper.cancel,
+            self.inner.config.kill_grace,
+        );
+        let timeout = self.templates().get(&job.template).and_then(|t| t.timeout);
+        let state = match timeout {
+            None => run.await?,
+            Some(limit) => {
+                tokio::pin!(run);
+                tokio::select! {
+                    state = &mut run => state?,
+                    () = tokio::time::sleep(limit) => {
+                        let shown = humantime::format_duration(limit);
+                        stopper.stop(&format!("The job's timeout of {shown} elapsed; the job was stopped."));
+                        run.await?
+                    }
+                }
+            }
+        };
+
+        let (status, level, line) = match (stopper.reason.get(), state) {
+            (Some(reason), _) => (JobStatus::Error, LogLevel::Error, reason.clone()),
+            (None, ExecState::Normal) => (
+                JobStatus::Succeeded,
+                LogLevel::Info,
+                "Job succeeded.".to_owned(),
+            ),
+            (None, ExecState::Warning) => (
+                JobStatus::Warning,
+                LogLevel::Warn,
+                "Job completed with warnings.".to_owned(),
+            ),
+            (None, ExecState::Failing) => {
+                (JobStatus::Error, LogLevel::Error, "Job failed.".to_owned())
+            }
+        };
+        log.write_final(level, &line).await?;
+        // The status is queued after every entry, so it commits with or after them: a client
+        // that sees it can read the whole log.
+        self.finish(job.token, &job.template, status).await?;
+        tracing::info!(job = %job.token, status = %status, "job ended");
+        Ok(())
+    }
+
+    /// Records a job's terminal status, then tells its waiters and forgets it.
+    pub(crate) async fn finish(
+        &self,
+        token: JobToken,
+        template: &TemplateName,
+        status: JobStatus,
+    ) -> Result<(), EngineError> {
+        self.inner.store.set_status(token, status, now_ms()).await?;
+        self.inner.metrics.finished(template, status);
+        self.inner.queue.ended(token, status);
+        Ok(())
+    }
+}
+
+/// The values to mask in a job's log: those of the variables its template declares secret.
+pub(crate) fn secrets_of(template: Option<&Template>, variables: &Variables) -> Vec<String> {
+    let Some(template) = template else {
+        return Vec::new();
+    };
+    template
+        .variables
+        .iter()
+        .filter(|decl| decl.secret)
+        .filter_map(|decl| variables.get(decl.name.as_str()).map(str::to_owned))
+        .collect()
+}
