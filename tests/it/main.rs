@@ -8,6 +8,7 @@
 mod api;
 mod beyond;
 mod docs;
+mod hardening;
 mod jobs;
 mod plans;
 mod reliability;
