@@ -9,6 +9,7 @@ mod api;
 mod beyond;
 mod docs;
 mod hardening;
+mod infra;
 mod jobs;
 mod plans;
 mod reliability;

@@ -108,6 +108,15 @@ struct ServeArgs {
     /// Seconds between retention runs (the first runs at start).
     #[arg(long, default_value_t = engine_defaults().retention_interval.as_secs())]
     retention_interval: u64,
+    /// The SHA-256 hex digest of an admin key, which opens the infrastructure API; repeatable
+    /// (or comma-separated in the environment variable). Without one, that API answers 403.
+    #[arg(
+        long = "admin-key-sha256",
+        env = "HOLT_ADMIN_KEY_SHA256",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    admin_key_sha256: Vec<String>,
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
@@ -235,6 +244,7 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_variable_bytes: args.max_variable_bytes,
         header_read_timeout: seconds(args.header_read_timeout),
         body_read_timeout: seconds(args.body_read_timeout),
+        admin_keys: admin_keys(&args.admin_key_sha256)?,
         ..HttpConfig::default()
     };
     let mut problems = engine_config.problems();
@@ -246,6 +256,20 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         ));
     }
     Ok((engine_config, http_config))
+}
+
+/// The admin keys from their hex digests; a malformed one is refused, never skipped.
+fn admin_keys(digests: &[String]) -> Result<Vec<holt_domain::ApiKey>, String> {
+    digests
+        .iter()
+        .filter(|d| !d.trim().is_empty())
+        .map(|digest| {
+            holt_domain::ApiKey::from_sha256_hex(digest).map_err(|_| {
+                "--admin-key-sha256 must be 64 hexadecimal digits (the SHA-256 digest of the key)"
+                    .to_owned()
+            })
+        })
+        .collect()
 }
 
 /// Loads the templates again on every SIGHUP. A template whose file fails to load keeps its

@@ -7,6 +7,7 @@
 //! sha2, subtle); it must never depend on tokio, hyper or rusqlite. Callers pass in the time.
 
 mod error;
+mod infra;
 mod key;
 mod log;
 mod name;
@@ -16,6 +17,10 @@ mod token;
 mod vars;
 
 pub use error::DomainError;
+pub use infra::{
+    DEFAULT_SSH_PORT, Environment, EnvironmentPatch, InfraChange, InfraError, InfraKind, InfraName,
+    InfraVariables, Inventory, LOCALHOST, Role, RolePatch, Server, ServerPatch, ServerType,
+};
 pub use key::ApiKey;
 pub use log::{LogEntry, LogLevel, ScopePath, format_entry, format_line, split_message};
 pub use name::TemplateName;

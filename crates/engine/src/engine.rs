@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holt_domain::{
-    JobStatus, JobToken, LogLevel, Template, TemplateCatalog, TemplateName, Variables,
+    InfraChange, Inventory, JobStatus, JobToken, LogLevel, Template, TemplateCatalog, TemplateName,
+    Variables,
 };
 use holt_storage::{Idempotency, JobStore, NewJob};
 use sha2::{Digest, Sha256};
@@ -141,6 +142,17 @@ impl Engine {
     /// The store jobs are recorded in.
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
+    }
+
+    /// The infrastructure model: servers, roles and environments.
+    pub async fn inventory(&self) -> Result<Inventory, EngineError> {
+        Ok(self.inner.store.inventory().await?)
+    }
+
+    /// Applies a change to the infrastructure model atomically and returns the model after it.
+    pub async fn change_inventory(&self, change: InfraChange) -> Result<Inventory, EngineError> {
+        self.health()?;
+        Ok(self.inner.store.change_inventory(change).await?)
     }
 
     /// Whether the engine can accept jobs: the store is still the database it opened.

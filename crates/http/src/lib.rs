@@ -8,6 +8,7 @@
 //! one plain-text line; keys and query strings never reach the server's own logs.
 
 mod body;
+mod infra;
 mod jobs;
 mod metrics;
 mod params;

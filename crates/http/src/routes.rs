@@ -150,10 +150,15 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let route = ROUTES.iter().find(|(p, _, _)| *p == path);
+    let infra = route.is_none() && path.starts_with(crate::infra::PREFIX);
     let response = route_request(app.clone(), route, req).await;
     let elapsed = started.elapsed();
     app.metrics.observe(
-        route.map_or("other", |(p, _, _)| p),
+        if infra {
+            "/api/infrastructure"
+        } else {
+            route.map_or("other", |(p, _, _)| p)
+        },
         response.status().as_u16(),
         elapsed,
     );
@@ -183,6 +188,9 @@ async fn route_request(
         .into_response();
     }
     let result = match route {
+        None if req.uri().path().starts_with(crate::infra::PREFIX) => {
+            crate::infra::handle(app, req).await
+        }
         None => Err(Refusal::new(StatusCode::NOT_FOUND, "no such path")),
         Some((_, methods, _)) if !methods.contains(req.method()) => {
             let allow = methods

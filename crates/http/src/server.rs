@@ -39,6 +39,9 @@ pub struct HttpConfig {
     pub max_variable_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// The admin keys (as SHA-256 digests) that open the infrastructure API; with none, it
+    /// answers 403 to everyone.
+    pub admin_keys: Vec<holt_domain::ApiKey>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +55,7 @@ impl Default for HttpConfig {
             max_variables: 100,
             max_variable_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(10),
+            admin_keys: Vec::new(),
         }
     }
 }

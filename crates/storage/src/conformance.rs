@@ -326,3 +326,76 @@ pub async fn retention(store: Arc<dyn JobStore>) {
     assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
     assert_eq!(store.job(other).await.unwrap(), None);
 }
+
+/// The infrastructure model: `localhost` from the start, changes checked against what is
+/// stored, refused changes leave nothing, concurrent creates of one name make one entry.
+pub async fn infrastructure(store: Arc<dyn JobStore>) {
+    use holt_domain::{InfraChange, InfraError, ServerPatch, ServerType};
+    let empty = store.inventory().await.unwrap();
+    let names: Vec<&str> = empty.servers().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["localhost"]);
+    let role = holt_domain::RolePatch::default()
+        .apply(Some(&"web".parse().unwrap()), None)
+        .unwrap();
+    store
+        .change_inventory(InfraChange::CreateRole(role))
+        .await
+        .unwrap();
+    let server = |name: &str, roles: &[&str]| {
+        ServerPatch {
+            name: Some(name.parse().unwrap()),
+            server_type: Some("ssh".into()),
+            host_name: Some(Some("127.0.0.1".into())),
+            credentials_name: Some(Some("deploy".into())),
+            roles: Some(roles.iter().map(|r| r.parse().unwrap()).collect()),
+            ..ServerPatch::default()
+        }
+        .apply(None, None)
+        .unwrap()
+    };
+    let refused = store
+        .change_inventory(InfraChange::CreateServer(server("web1", &["db"])))
+        .await;
+    assert!(
+        matches!(&refused, Err(crate::StoreError::Infra(InfraError::Invalid(m))) if m.contains("no role named db")),
+        "{refused:?}"
+    );
+    assert!(store.inventory().await.unwrap().server("web1").is_none());
+    let mut creates = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let web1 = server("web1", &["web"]);
+        creates.push(tokio::spawn(async move {
+            store
+                .change_inventory(InfraChange::CreateServer(web1))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for create in creates {
+        if create.await.unwrap().is_ok() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    let now = store.inventory().await.unwrap();
+    let web1 = now.server("WEB1").unwrap();
+    assert_eq!(web1.server_type, ServerType::Ssh);
+    assert_eq!(web1.port, 22);
+    assert_eq!(web1.roles, ["web".parse().unwrap()]);
+    assert!(matches!(
+        store
+            .change_inventory(InfraChange::DeleteRole("web".parse().unwrap()))
+            .await,
+        Err(crate::StoreError::Infra(InfraError::Invalid(_)))
+    ));
+    store
+        .change_inventory(InfraChange::DeleteServer("web1".parse().unwrap()))
+        .await
+        .unwrap();
+    store
+        .change_inventory(InfraChange::DeleteRole("web".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(store.inventory().await.unwrap(), empty);
+}

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The request conflicts with what is recorded (an idempotency key reused differently).
     #[error("{0}")]
     Conflict(String),
+    /// A change to the infrastructure model breaks one of its rules; nothing was changed.
+    #[error(transparent)]
+    Infra(#[from] holt_domain::InfraError),
     /// The store has shut down and accepts no more writes.
     #[error("the store is closed")]
     Closed,

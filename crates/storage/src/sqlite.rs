@@ -14,6 +14,7 @@ use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, Store
 
 mod chunks;
 use chunks::IntoEntry;
+mod infra;
 mod migrations;
 mod writer;
 
@@ -258,6 +259,23 @@ impl JobStore for SqliteStore {
             Command::Run(Box::new(move |tx| {
                 let deleted = delete_finished(tx, &rule, limit);
                 Box::new(move |commit| drop(ack.send(commit.and(deleted))))
+            }))
+        })
+        .await
+    }
+
+    async fn inventory(&self) -> Result<holt_domain::Inventory, StoreError> {
+        self.read(infra::load).await
+    }
+
+    async fn change_inventory(
+        &self,
+        change: holt_domain::InfraChange,
+    ) -> Result<holt_domain::Inventory, StoreError> {
+        self.request(move |ack| {
+            Command::Run(Box::new(move |tx| {
+                let changed = infra::change(tx, change);
+                Box::new(move |commit| drop(ack.send(commit.and(changed))))
             }))
         })
         .await

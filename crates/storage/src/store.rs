@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName, Variables};
+use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, TemplateName, Variables};
 
 use crate::StoreError;
 
@@ -96,6 +96,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         }
         Ok((body, entries.last().map(|e| e.seq)))
     }
+
+    /// The infrastructure model: every server, role and environment (`localhost` always).
+    async fn inventory(&self) -> Result<Inventory, StoreError>;
+
+    /// Applies a change to the infrastructure model atomically, checked against the model as
+    /// stored at that moment, and returns the model after it. A change that breaks a rule is
+    /// `StoreError::Infra` and changes nothing.
+    async fn change_inventory(&self, change: InfraChange) -> Result<Inventory, StoreError>;
 
     /// After a restart: every job left `Executing` becomes `Error`, with `message` appended to
     /// its log as an `ERROR` entry; returns those jobs and the `Pending` jobs in the order they

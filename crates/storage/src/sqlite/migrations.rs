@@ -63,6 +63,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
                json_array(json_array(level, time_ms, scope, text))
         FROM log_entries;
     DROP TABLE log_entries;",
+    // 5: the infrastructure model: servers, roles and environments, each as its JSON in Otter's
+    // shape, keyed by kind and lowercase name (names compare ignoring case).
+    "CREATE TABLE infra (
+        kind     TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (kind, name_key)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

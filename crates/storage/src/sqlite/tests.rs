@@ -30,6 +30,7 @@ conformance_tests!(
     concurrent_creates,
     idempotency,
     retention,
+    infrastructure,
 );
 
 #[tokio::test]
