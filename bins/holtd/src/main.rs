@@ -38,6 +38,9 @@ enum Command {
         /// The templates directory.
         #[arg(long, default_value = "templates")]
         templates: PathBuf,
+        /// A credentials file to validate too.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
     },
 }
 
@@ -117,6 +120,17 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     admin_key_sha256: Vec<String>,
+    /// The credentials file (TOML): named entries a server's credentialsName refers to.
+    /// SIGHUP loads it again.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// The known-hosts file SSH host keys are checked against (default: OpenSSH's own default
+    /// for the user running holtd). An unknown or changed host key fails the work.
+    #[arg(long)]
+    ssh_known_hosts: Option<PathBuf>,
+    /// Seconds an SSH connection may take to be established.
+    #[arg(long, default_value_t = engine_defaults().ssh_connect_timeout.as_secs())]
+    ssh_connect_timeout: u64,
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
@@ -145,7 +159,10 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Some(Command::Check { templates }) => check(&templates),
+        Some(Command::Check {
+            templates,
+            credentials,
+        }) => check(&templates, credentials.as_deref()),
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -172,16 +189,28 @@ fn load_templates(dir: &Path) -> Result<TemplateCatalog, LoadError> {
     templates::load_dir(dir, holt_engine::check_template)
 }
 
-fn check(dir: &Path) -> ExitCode {
+fn check(dir: &Path, credentials: Option<&Path>) -> ExitCode {
+    let mut ok = true;
     match load_templates(dir) {
-        Ok(catalog) => {
-            println!("{}: {} templates OK", dir.display(), catalog.len());
-            ExitCode::SUCCESS
-        }
+        Ok(catalog) => println!("{}: {} templates OK", dir.display(), catalog.len()),
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            ok = false;
         }
+    }
+    if let Some(path) = credentials {
+        match holt_storage::credentials::load_file(path) {
+            Ok(entries) => println!("{}: {} credentials OK", path.display(), entries.len()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -189,6 +218,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let catalog =
         load_templates(&args.templates).map_err(|e| format!("templates not loaded:\n{e}"))?;
     let (engine_config, http_config) = configs(&args)?;
+    let credentials = match &args.credentials {
+        Some(path) => holt_storage::credentials::load_file(path)
+            .map_err(|e| format!("credentials not loaded:\n{e}"))?,
+        None => holt_domain::Credentials::default(),
+    };
     let mut store_config = SqliteConfig::new(&args.db);
     store_config.durability = match args.durability {
         DurabilityArg::Full => Durability::Full,
@@ -209,7 +243,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("holtd listening on http://{addr}");
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
-    tokio::spawn(reload_on_hangup(engine.clone(), args.templates.clone()));
+    engine.set_credentials(credentials);
+    tokio::spawn(reload_on_hangup(
+        engine.clone(),
+        args.templates.clone(),
+        args.credentials.clone(),
+    ));
     holt_http::serve(listener, engine.clone(), http_config, shutdown_signal()).await;
     tracing::info!("stopped accepting; waiting for running jobs");
     tokio::spawn(async {
@@ -234,6 +273,8 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_log_line_bytes: args.max_log_line_bytes,
         retain_days: args.retain_days,
         retention_interval: seconds(args.retention_interval),
+        ssh_known_hosts: args.ssh_known_hosts.clone(),
+        ssh_connect_timeout: seconds(args.ssh_connect_timeout),
         ..EngineConfig::default()
     };
     let http_config = HttpConfig {
@@ -274,7 +315,7 @@ fn admin_keys(digests: &[String]) -> Result<Vec<holt_domain::ApiKey>, String> {
 
 /// Loads the templates again on every SIGHUP. A template whose file fails to load keeps its
 /// earlier version, and every problem is logged; requests are served throughout.
-async fn reload_on_hangup(engine: Engine, dir: PathBuf) {
+async fn reload_on_hangup(engine: Engine, dir: PathBuf, credentials: Option<PathBuf>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(hangup) => hangup,
@@ -304,6 +345,21 @@ async fn reload_on_hangup(engine: Engine, dir: PathBuf) {
             problems = problems.len(),
             "templates reloaded"
         );
+        if let Some(path) = &credentials {
+            // A credentials file that fails to load keeps the entries loaded before.
+            match holt_storage::credentials::load_file(path) {
+                Ok(entries) => {
+                    let count = entries.len();
+                    engine.set_credentials(entries);
+                    tracing::info!(credentials = count, "credentials reloaded");
+                }
+                Err(e) => {
+                    for problem in &e.problems {
+                        tracing::error!(%problem, "credentials not reloaded; the loaded ones stay");
+                    }
+                }
+            }
+        }
     }
 }
 

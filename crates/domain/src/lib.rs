@@ -6,6 +6,7 @@
 //! `holt-plan` (a template carries its parsed plan) and on small pure libraries (serde, toml,
 //! sha2, subtle); it must never depend on tokio, hyper or rusqlite. Callers pass in the time.
 
+mod credentials;
 mod error;
 mod infra;
 mod key;
@@ -16,6 +17,7 @@ mod template;
 mod token;
 mod vars;
 
+pub use credentials::{Credential, Credentials};
 pub use error::DomainError;
 pub use infra::{
     DEFAULT_SSH_PORT, Environment, EnvironmentPatch, InfraChange, InfraError, InfraKind, InfraName,

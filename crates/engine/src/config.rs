@@ -26,6 +26,11 @@ pub struct EngineConfig {
     pub retain_days: Option<u32>,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// The known-hosts file every SSH connection checks the server's host key against; `None`
+    /// is OpenSSH's own default for the user running holtd.
+    pub ssh_known_hosts: Option<std::path::PathBuf>,
+    /// How long an SSH connection may take to be established.
+    pub ssh_connect_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,8 @@ impl Default for EngineConfig {
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             retain_days: None,
             retention_interval: Duration::from_secs(60),
+            ssh_known_hosts: None,
+            ssh_connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -144,6 +151,13 @@ impl EngineConfig {
             self.retention_interval.as_secs() as u128,
             1,
             week,
+            " seconds",
+        );
+        range(
+            "ssh-connect-timeout",
+            self.ssh_connect_timeout.as_secs() as u128,
+            1,
+            600,
             " seconds",
         );
         problems

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holt_domain::{
-    InfraChange, Inventory, JobStatus, JobToken, LogLevel, Template, TemplateCatalog, TemplateName,
-    Variables,
+    Credentials, InfraChange, Inventory, JobStatus, JobToken, LogLevel, Template, TemplateCatalog,
+    TemplateName, Variables,
 };
 use holt_storage::{Idempotency, JobStore, NewJob};
 use sha2::{Digest, Sha256};
@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn JobStore>,
     /// The templates as loaded now; a reload swaps the whole catalog.
     templates: Mutex<Arc<TemplateCatalog>>,
+    /// The credentials file's entries as loaded now; a reload swaps them whole.
+    credentials: Mutex<Arc<Credentials>>,
     pub(crate) config: EngineConfig,
     pub(crate) queue: Arc<JobQueue>,
     pub(crate) metrics: Arc<Metrics>,
@@ -112,6 +114,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 templates: Mutex::new(Arc::new(templates)),
+                credentials: Mutex::default(),
                 config,
                 queue: Arc::default(),
                 metrics: Arc::new(Metrics::default()),
@@ -137,6 +140,16 @@ impl Engine {
         *lock(&self.inner.templates) = Arc::new(templates);
         // A template's new limit may let waiting jobs start.
         self.dispatch();
+    }
+
+    /// The credentials servers are reached with, as loaded now.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        lock(&self.inner.credentials).clone()
+    }
+
+    /// Replaces the credentials; work already connected to a server goes on with what it has.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *lock(&self.inner.credentials) = Arc::new(credentials);
     }
 
     /// The store jobs are recorded in.

@@ -9,6 +9,7 @@
 //! the other thing Holt keeps on disk.
 
 pub mod conformance;
+pub mod credentials;
 mod error;
 mod sqlite;
 mod store;
