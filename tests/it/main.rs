@@ -14,5 +14,6 @@ mod jobs;
 mod plans;
 mod reliability;
 mod soak;
+mod ssh;
 mod templates;
 mod tidy;
