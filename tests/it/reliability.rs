@@ -275,6 +275,52 @@ async fn a_job_flooding_output_does_not_grow_memory() {
     assert_eq!(log.lines().count(), 1002, "{}", &log[..500.min(log.len())]);
 }
 
+/// holtd's resident memory now, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Samples holtd's resident memory until the job ends; returns the highest sample.
+async fn peak_rss_until_terminal(holtd: &Holtd, token: &str, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_kb(holtd.pid()));
+        if matches!(
+            holtd.status(token, "").await.as_str(),
+            "Succeeded" | "Warning" | "Error"
+        ) {
+            return peak.max(rss_kb(holtd.pid()));
+        }
+        assert!(Instant::now() < deadline, "job {token} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_printing_hundreds_of_megabytes_of_long_lines_keeps_memory_flat() {
+    // 400 MB in lines of 60 KiB, every line stored: what is handed to the store but not yet
+    // committed must stay bounded, whatever the job prints and however slow the disk.
+    let flood = template(
+        "SHExec >>head -c 400000000 /dev/zero | tr '\\0' x | fold -w 61440; yes 'short line' | head -c 100000000>>;",
+    );
+    let holtd = Holtd::start(&[("flood", &flood)], &["--max-log-line-bytes", "100000"]).await;
+    let before = rss_kb(holtd.pid());
+    let token = holtd.trigger("template=flood").await;
+    let peak = peak_rss_until_terminal(&holtd, &token, Duration::from_secs(300)).await;
+    eprintln!("holtd RSS: {before} kB before, {peak} kB at the peak");
+    assert!(
+        peak < before + 64 * 1024,
+        "holtd's memory grew from {before} kB to {peak} kB"
+    );
+    assert_eq!(holtd.status(&token, "").await, "Succeeded");
+}
+
 #[tokio::test]
 async fn keys_never_reach_logs_or_bodies_and_hashed_keys_work() {
     // sha256("s3cr3t-key")
@@ -346,6 +392,120 @@ async fn secret_variables_are_masked_everywhere_in_the_log() {
             assert!(log.contains(line), "missing {line:?} in\n{log}");
         }
     }
+}
+
+/// A template with a secret variable `Password` whose plan is `plan`.
+fn with_secret(plan: &str) -> String {
+    format!(
+        "{}[variables.Password]\nsecret = true\ndefault = \"unused\"\n",
+        template(plan)
+    )
+}
+
+#[tokio::test]
+async fn a_multi_line_secret_is_masked_line_by_line_and_whole() {
+    let plan = "Log-Information \"whole: $Password\";\nSHExec >>printf '%s\\n' $Password; printf 'x%sy\\n' $Password>>;";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    // "first-secret-line\nsecond-secret-line", percent-encoded.
+    let token = holtd
+        .trigger("template=secret&Password=first-secret-line%0Asecond-secret-line")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("secret-line"), "{log}");
+    for line in [
+        "INFO: whole: ***\n",
+        "INFO: ***\nINFO: ***\n",
+        "INFO: x***\nINFO: ***y\n",
+    ] {
+        assert!(log.contains(line), "missing {line:?} in\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_at_the_cut_of_a_long_line_is_masked_not_cut() {
+    // The secret starts 6 bytes before the line limit, in a line longer than the reader's
+    // buffer; and, with a small limit, in a line whose masks would pull later text forward.
+    let plan = "SHExec >>head -c 65530 /dev/zero | tr '\\0' a; printf '%stail\\n' $Password; printf 'x'; for i in 1 2 3 4 5 6 7 8 9 10; do printf %s $Password; done; echo>>;";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    let token = holtd
+        .trigger("template=secret&Password=hunter2-abcdef")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("hunt"), "the start of the secret leaked");
+    assert!(
+        log.contains(&format!(
+            "INFO: {}*** [line truncated]\n",
+            "a".repeat(65530)
+        )),
+        "the long line is not masked and cut"
+    );
+    assert!(
+        log.contains(&format!("INFO: x{}\n", "***".repeat(10))),
+        "{}",
+        &log[log.len() - 300..]
+    );
+
+    let small = Holtd::start(
+        &[("secret", &with_secret(plan))],
+        &["--max-log-line-bytes", "20"],
+    )
+    .await;
+    let token = small.trigger("template=secret&Password=abcdef").await;
+    assert_eq!(small.wait_terminal(&token, "").await, "Succeeded");
+    let log = small.logs(&token, "").await;
+    assert!(
+        log.contains("INFO: x************ [line truncated]\n"),
+        "{log}"
+    );
+    assert!(!log.contains("abc"), "{log}");
+}
+
+#[tokio::test]
+async fn the_line_limit_applies_to_process_output_above_64_kib() {
+    let plan = "SHExec >>head -c 100000 /dev/zero | tr '\\0' x; echo; head -c 300000 /dev/zero | tr '\\0' y; echo>>;";
+    let holtd = Holtd::start(
+        &[("long", &template(plan))],
+        &["--max-log-line-bytes", "200000"],
+    )
+    .await;
+    let token = holtd.trigger("template=long").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains(&format!("INFO: {}\n", "x".repeat(100_000))),
+        "the 100 kB line was cut"
+    );
+    assert!(log.contains(&format!("INFO: {} [line truncated]\n", "y".repeat(200_000))));
+}
+
+#[tokio::test]
+async fn a_job_log_stops_at_its_byte_limit_with_one_warning() {
+    let plan = "SHExec >>seq 1 200 | while read i; do echo \"line `$i of fifty bytes, padded to be long enough.\"; done>>;";
+    let holtd = Holtd::start(
+        &[("chatty", &template(plan))],
+        &["--max-log-bytes-per-job", "2000"],
+    )
+    .await;
+    let token = holtd.trigger("template=chatty").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    let warning =
+        "WARN: This job's log reached its limit of 2000 bytes; later lines are dropped.\n";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(
+        log.ends_with(&format!("{warning}INFO: Job succeeded.\n")),
+        "{log}"
+    );
+    let stored: usize = log
+        .lines()
+        .filter(|l| !l.starts_with("WARN") && !l.ends_with("Job succeeded."))
+        .map(|l| l.split_once(": ").unwrap().1.len())
+        .sum();
+    assert!(stored <= 2000, "{stored} bytes stored");
+    assert!(log.contains("line 30 of"), "{log}");
+    assert!(!log.contains("line 200 of"), "{log}");
 }
 
 /// A small tmpfs, unmounted when dropped: a disk that really fills up.

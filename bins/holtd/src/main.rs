@@ -74,6 +74,9 @@ struct ServeArgs {
     /// The longest log line kept, in bytes; longer lines are cut and marked.
     #[arg(long, default_value_t = 65_536)]
     max_log_line_bytes: usize,
+    /// The most bytes of log text one job keeps; later lines are dropped after a WARN line.
+    #[arg(long, default_value_t = 1 << 30)]
+    max_log_bytes_per_job: u64,
     /// The largest request head (request line and headers), in bytes; larger gets 431.
     #[arg(long, default_value_t = 65_536)]
     max_head_bytes: usize,
@@ -178,6 +181,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_pending_jobs: args.max_pending_jobs,
         max_log_lines_per_job: args.max_log_lines_per_job,
         max_log_line_bytes: args.max_log_line_bytes,
+        max_log_bytes_per_job: args.max_log_bytes_per_job,
         retain_days: args.retain_days,
         retention_interval: Duration::from_secs(args.retention_interval.max(1)),
         ..EngineConfig::default()

@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub max_log_lines_per_job: u64,
     /// The longest log entry kept, in bytes; longer ones are cut and marked.
     pub max_log_line_bytes: usize,
+    /// The most bytes of log text one job keeps; later lines are dropped after one line saying so.
+    pub max_log_bytes_per_job: u64,
     /// How long a trigger waits for the store to confirm the new job.
     pub store_timeout: Duration,
     /// How long an idempotency key stands for its first job.
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             max_pending_jobs: 100_000,
             max_log_lines_per_job: 10_000_000,
             max_log_line_bytes: 64 * 1024,
+            max_log_bytes_per_job: 1024 * 1024 * 1024,
             store_timeout: Duration::from_secs(10),
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             retain_days: None,
@@ -582,6 +585,7 @@ impl Engine {
         LogLimits {
             max_lines: self.inner.config.max_log_lines_per_job,
             max_line_bytes: self.inner.config.max_log_line_bytes,
+            max_bytes: self.inner.config.max_log_bytes_per_job,
         }
     }
 

@@ -13,10 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The longest output line kept whole; the rest of a longer line is dropped and the line is
-/// marked, so one endless line cannot exhaust memory.
-pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessSpec {
@@ -25,6 +21,9 @@ pub(crate) struct ProcessSpec {
     pub(crate) working_directory: Option<PathBuf>,
     /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]).
     pub(crate) env: Vec<(&'static str, String)>,
+    /// The most bytes of one output line kept; the rest of a longer line is dropped and the
+    /// line is marked, so one endless line cannot exhaust memory.
+    pub(crate) max_line_bytes: usize,
 }
 
 /// Which stream a line came from.
@@ -76,10 +75,15 @@ pub(crate) fn start(spec: &ProcessSpec) -> std::io::Result<(Running, Lines)> {
     // writes faster than the log takes must wait rather than fill memory.
     let (tx, lines) = mpsc::channel(4);
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_lines(stdout, Stream::Stdout, tx.clone()));
+        tokio::spawn(read_lines(
+            stdout,
+            Stream::Stdout,
+            spec.max_line_bytes,
+            tx.clone(),
+        ));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(read_lines(stderr, Stream::Stderr, tx));
+        tokio::spawn(read_lines(stderr, Stream::Stderr, spec.max_line_bytes, tx));
     }
     Ok((
         Running {
@@ -162,11 +166,12 @@ fn group_has_live_member(pgid: Pid) -> bool {
 }
 
 /// Reads a stream and sends it on line by line, as lines complete. Lines longer than
-/// `MAX_LINE_BYTES` are cut there; bytes that are not UTF-8 are replaced. The lines completed by
+/// `max_line_bytes` are cut there; bytes that are not UTF-8 are replaced. The lines completed by
 /// one read are sent together, so a chatty program costs one message per read, not per line.
 async fn read_lines(
     mut stream: impl AsyncRead + Unpin,
     which: Stream,
+    max_line_bytes: usize,
     tx: mpsc::Sender<(Stream, Vec<String>)>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -181,7 +186,7 @@ async fn read_lines(
         for &byte in &buf[..n] {
             if byte == b'\n' {
                 done.push(finish_line(&mut line, &mut cut));
-            } else if line.len() < MAX_LINE_BYTES {
+            } else if line.len() < max_line_bytes {
                 line.push(byte);
             } else {
                 cut = true;

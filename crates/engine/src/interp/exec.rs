@@ -151,6 +151,7 @@ impl Ctx {
             args,
             working_directory: settings.working_directory.clone(),
             env: self.process_env(),
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
@@ -180,6 +181,7 @@ impl Ctx {
             args: vec!["-c".to_owned(), script],
             working_directory: settings.working_directory.clone(),
             env: self.process_env(),
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
