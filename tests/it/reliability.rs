@@ -65,6 +65,61 @@ async fn a_crash_leaves_no_process_of_an_interrupted_job_running() {
 }
 
 #[tokio::test]
+async fn a_process_that_escapes_its_group_and_environment_does_not_outlive_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // Each escapee double-forks, leaves the job's process group and session, and clears its
+    // environment, so neither the group kill nor the environment mark finds it. The second
+    // ignores SIGTERM and keeps starting children of its own.
+    let plan = format!(
+        "SHExec >>(env -i setsid sh -c 'echo `$`$ > {d}/plain; exec sleep 300' &); (env -i setsid sh -c 'trap \"\" TERM; echo `$`$ > {d}/stubborn; while :; do sleep 1; done' &); while [ ! -s {d}/plain ] || [ ! -s {d}/stubborn ]; do sleep 0.01; done>>;"
+    );
+    let holtd = Holtd::start(&[("escape", &template(&plan))], &["--kill-grace", "1"]).await;
+    let token = holtd.trigger("template=escape").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let pids: Vec<String> = ["plain", "stubborn"]
+        .iter()
+        .map(|name| std::fs::read_to_string(dir.path().join(name)).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while pids.iter().any(|pid| alive(pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<&String> = pids.iter().filter(|pid| alive(pid)).collect();
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "escaped processes {left:?} outlived their job"
+    );
+    // Nothing holtd adopted is left as a zombie either: it reaps what it ends.
+    let me = holtd.pid().to_string();
+    let zombies = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            .filter(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !zombies().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(zombies(), Vec::<String>::new(), "zombies left");
+}
+
+#[tokio::test]
 async fn sigterm_stops_jobs_still_running_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let mut holtd = Holtd::start(

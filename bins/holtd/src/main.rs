@@ -196,6 +196,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         ..HttpConfig::default()
     };
+    // Processes that escape a job's process group are re-parented to holtd, which ends them.
+    if let Err(e) = holt_engine::adopt_escaped_processes() {
+        tracing::warn!(error = %e, "cannot adopt processes that escape their job; they may outlive it");
+    }
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;

@@ -534,6 +534,8 @@ impl Engine {
                 let _ = tokio::time::timeout_at(deadline, ended).await;
             }
         }
+        // Every job has ended: whatever escaped their process groups goes too.
+        process::end_escaped(self.inner.config.kill_grace).await;
         if let Err(e) = self.inner.store.flush().await {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }

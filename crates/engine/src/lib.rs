@@ -21,3 +21,4 @@ pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
 pub use metrics::Metrics;
+pub use process::adopt_escaped_processes;

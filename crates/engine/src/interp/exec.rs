@@ -240,7 +240,7 @@ impl Ctx {
     /// Runs a program, logging its output as it arrives, and decides the operation's outcome.
     async fn run_program(&mut self, spec: ProcessSpec, settings: &RunSettings) -> Flow {
         let before = self.state;
-        let (mut running, mut lines) = match process::start(&spec) {
+        let (mut running, mut lines) = match process::start(&spec, self.shared.kill_grace) {
             Ok(started) => started,
             Err(e) => {
                 return self
