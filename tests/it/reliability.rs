@@ -563,6 +563,114 @@ async fn a_job_log_stops_at_its_byte_limit_with_one_warning() {
     assert!(!log.contains("line 200 of"), "{log}");
 }
 
+/// Whether a file (if it exists) holds `text` anywhere in its bytes.
+fn file_holds(path: &std::path::Path, text: &str) -> bool {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .windows(text.len())
+        .any(|w| w == text.as_bytes())
+}
+
+#[tokio::test]
+async fn secret_values_are_sealed_at_rest_and_a_lost_key_fails_only_their_jobs() {
+    use std::os::unix::fs::PermissionsExt;
+    let templates = [
+        ("blocker", template("SHExec >>sleep 60>>;")),
+        (
+            "secret",
+            with_secret("SHExec >>printf %s $Password | sha256sum>>;"),
+        ),
+        ("plain", template("Log-Information plain-ran;")),
+    ];
+    let templates: Vec<(&str, &str)> = templates.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let one_at_a_time = ["--max-concurrent-jobs", "1"];
+    let mut holtd = Holtd::start(&templates, &one_at_a_time).await;
+    let key_file = holtd.dir().join("holt.secrets.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file is not private");
+
+    // A pending job holds its secret across a restart: the database must not.
+    let value = "sealed-value-4f8a2c";
+    let digest = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {value} | sha256sum")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let blocker = holtd.trigger("template=blocker").await;
+    holtd.wait_status(&blocker, "Executing").await;
+    let trigger = format!("/api/jobs/trigger?template=secret&Password={value}");
+    let idempotent = [("Idempotency-Key", "retry-1")];
+    let token = holtd.request("GET", &trigger, &idempotent, "").await.body;
+    assert_eq!(holtd.status(&token, "").await, "Pending");
+    holtd.kill9();
+    for file in ["holt.db", "holt.db-wal"] {
+        let path = holtd.dir().join(file);
+        assert!(!file_holds(&path, value), "{file} holds the secret value");
+    }
+    holtd.restart().await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains(&format!("INFO: {digest}  -\n")),
+        "the job ran with another value:\n{log}"
+    );
+    // The idempotency key still finds its job: its fingerprint is a digest, not the values.
+    let again = holtd.request("GET", &trigger, &idempotent, "").await;
+    assert_eq!((again.status, again.body.as_str()), (200, token.as_str()));
+
+    // A different key: the pending job with sealed values fails with the reason, others run.
+    let blocker = holtd.trigger("template=blocker").await;
+    holtd.wait_status(&blocker, "Executing").await;
+    let sealed = holtd
+        .trigger(&format!("template=secret&Password={value}"))
+        .await;
+    let plain = holtd.trigger("template=plain").await;
+    holtd.kill9();
+    let other_key = holtd.dir().join("other.key");
+    let other_key = other_key.to_str().unwrap();
+    holtd
+        .restart_with_args(&["--max-concurrent-jobs", "1", "--secrets-key", other_key])
+        .await;
+    assert_eq!(holtd.wait_terminal(&sealed, "").await, "Error");
+    assert_eq!(
+        holtd.logs(&sealed, "").await,
+        "ERROR: This job's secret variables cannot be decrypted with the current key (the secrets key file was replaced or lost since the job was triggered); the job cannot run.\n"
+    );
+    assert_eq!(holtd.wait_terminal(&plain, "").await, "Succeeded");
+    assert_eq!(holtd.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_secrets_key_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut holtd = Holtd::start(&[("t", &template("Log-Information hi;"))], &[]).await;
+    holtd.kill9();
+    let key_file = holtd.dir().join("holt.secrets.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(holt_tests::holtd_binary())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(holtd.db())
+        .arg("--templates")
+        .arg(holtd.dir().join("templates"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holt.secrets.key: the secrets key file is open to other users (mode 644); make it private with `chmod 600`"),
+        "{stderr}"
+    );
+}
+
 /// A small tmpfs, unmounted when dropped: a disk that really fills up.
 struct SmallDisk(std::path::PathBuf);
 

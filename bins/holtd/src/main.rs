@@ -49,6 +49,11 @@ struct ServeArgs {
     /// The SQLite database file; created when missing.
     #[arg(long, default_value = "holt.db")]
     db: PathBuf,
+    /// The key that seals secret variable values in the database: 64 hexadecimal digits,
+    /// created (mode 0600) when missing. Default: `holt.secrets.key` in the database's
+    /// directory. A key file other users may read is refused.
+    #[arg(long)]
+    secrets_key: Option<PathBuf>,
     /// The directory of template files (`NAME.toml`).
     #[arg(long, default_value = "templates")]
     templates: PathBuf,
@@ -172,6 +177,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
+    let key_path = args.secrets_key.clone().unwrap_or_else(|| {
+        args.db
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("holt.secrets.key")
+    });
+    let secrets_key = holt_engine::SecretsKey::load_or_create(&key_path)
+        .map_err(|e| format!("cannot use the secrets key {e}"))?;
     let store = SqliteStore::open(&store_config)
         .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
     let engine_config = EngineConfig {
@@ -184,6 +197,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_log_bytes_per_job: args.max_log_bytes_per_job,
         retain_days: args.retain_days,
         retention_interval: Duration::from_secs(args.retention_interval.max(1)),
+        secrets_key,
         ..EngineConfig::default()
     };
     let http_config = HttpConfig {

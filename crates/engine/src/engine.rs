@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub retain_days: Option<u32>,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Seals secret variable values before they are stored and keys idempotency fingerprints
+    /// (see the `secrets` module). The default is a random key for this process only.
+    pub secrets_key: crate::secrets::SecretsKey,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             retain_days: None,
             retention_interval: Duration::from_secs(60),
+            secrets_key: crate::secrets::SecretsKey::default(),
         }
     }
 }
@@ -325,7 +329,9 @@ impl Engine {
         let merged = template.defaults().overridden_by(variables);
         let idempotency = idempotency_key.map(|key| Idempotency {
             key: key.to_owned(),
-            fingerprint: fingerprint(&template.name, variables),
+            // Stored as a keyed digest: the fingerprint covers every value, secrets included.
+            fingerprint: (self.inner.config.secrets_key)
+                .digest(&fingerprint(&template.name, variables)),
             not_before_ms: now_ms() - self.inner.config.idempotency_window.as_millis() as i64,
         });
         // Recording and queueing run in their own task: should the store be too slow to confirm
@@ -339,7 +345,12 @@ impl Engine {
                 .create_job(NewJob {
                     template: template.name.clone(),
                     plan: template.plan_source.clone(),
-                    variables: merged.clone(),
+                    // Secret values are stored sealed (see the `secrets` module).
+                    variables: crate::secrets::seal_variables(
+                        &engine.inner.config.secrets_key,
+                        &template,
+                        &merged,
+                    ),
                     created_ms: now_ms(),
                     idempotency,
                 })
@@ -542,7 +553,16 @@ impl Engine {
     }
 
     /// Queues a job found pending at start.
-    async fn resume(&self, record: JobRecord) -> Result<(), EngineError> {
+    async fn resume(&self, mut record: JobRecord) -> Result<(), EngineError> {
+        // Secret values were stored sealed; a job whose values this key cannot open fails alone.
+        let key = &self.inner.config.secrets_key;
+        match crate::secrets::open_variables(key, &record.variables) {
+            Some(variables) => record.variables = variables,
+            None => {
+                let (store, limits) = (&self.inner.store, self.log_limits());
+                return crate::secrets::fail_undecryptable(store, record.token, limits).await;
+            }
+        }
         let template = self.inner.templates.get(&record.template);
         match holt_plan::parse(&record.plan) {
             Ok(plan) => {

@@ -16,9 +16,11 @@ mod interp;
 mod joblog;
 mod metrics;
 mod process;
+mod secrets;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
 pub use metrics::Metrics;
 pub use process::adopt_escaped_processes;
+pub use secrets::SecretsKey;
