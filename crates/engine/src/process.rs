@@ -170,12 +170,42 @@ impl Drop for Running {
         if let Some(tracked) = tracked().as_mut() {
             tracked.remove(&(self.pgid.as_raw() as u32));
         }
-        if ADOPTING.load(Ordering::SeqCst)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(end_escaped(self.grace));
+        if ADOPTING.load(Ordering::SeqCst) {
+            request_sweep(self.grace);
         }
     }
+}
+
+/// Whether a sweep has been asked for since the running sweeper last looked.
+static SWEEP_WANTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a sweeper task is running.
+static SWEEPING: AtomicBool = AtomicBool::new(false);
+
+/// Asks for [`end_escaped`] to run. Requests that come while a sweep runs share the next one,
+/// so a burst of runs ending costs a few sweeps, not one each.
+fn request_sweep(grace: Duration) {
+    SWEEP_WANTED.store(true, Ordering::SeqCst);
+    if SWEEPING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        SWEEPING.store(false, Ordering::SeqCst);
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            while SWEEP_WANTED.swap(false, Ordering::SeqCst) {
+                end_escaped(grace).await;
+            }
+            SWEEPING.store(false, Ordering::SeqCst);
+            // A request made between the last look and now found the sweeper still running:
+            // take it up, unless another sweeper already has.
+            if !SWEEP_WANTED.load(Ordering::SeqCst) || SWEEPING.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+    });
 }
 
 /// What `/proc/<pid>/stat` says of a process.
@@ -211,9 +241,15 @@ pub(crate) async fn end_escaped(grace: Duration) {
     let deadline = tokio::time::Instant::now() + grace;
     let mut termed = std::collections::HashSet::new();
     loop {
-        let escaped = escaped_children();
+        let mut escaped = escaped_children();
         if escaped.is_empty() {
-            return;
+            // The kernel's list of children can miss one that changes while it is read; a
+            // second look a moment later settles it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            escaped = escaped_children();
+            if escaped.is_empty() {
+                return;
+            }
         }
         let past_grace = tokio::time::Instant::now() >= deadline;
         for pid in escaped {
@@ -237,13 +273,13 @@ fn escaped_children() -> Vec<u32> {
         .as_ref()
         .and_then(|t| t.values().min().copied())
         .unwrap_or(u64::MAX);
-    let Some(pids) = proc_pids() else {
-        return Vec::new();
-    };
     let mut escaped = Vec::new();
-    for pid in pids {
+    for pid in children() {
+        if is_tracked(pid) {
+            continue;
+        }
         let Some(stat) = stat(pid) else { continue };
-        if stat.ppid != me || is_tracked(pid) {
+        if stat.ppid != me {
             continue;
         }
         if stat.state == 'Z' {
@@ -253,6 +289,25 @@ fn escaped_children() -> Vec<u32> {
         }
     }
     escaped
+}
+
+/// The children of this process: from each thread's `children` list, which costs a read per
+/// thread, or, where the kernel does not provide those lists, from a walk of `/proc`.
+fn children() -> Vec<u32> {
+    let from_threads = || -> Option<Vec<u32>> {
+        let mut pids = Vec::new();
+        for thread in std::fs::read_dir("/proc/self/task").ok()? {
+            let list = std::fs::read_to_string(thread.ok()?.path().join("children")).ok()?;
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        Some(pids)
+    };
+    from_threads()
+        .or_else(|| Some(proc_pids()?.collect()))
+        .unwrap_or_default()
 }
 
 /// SIGTERM to the group, SIGKILL to what is left after `grace`; reaps the group leader.
