@@ -120,6 +120,36 @@ async fn a_process_that_escapes_its_group_and_environment_does_not_outlive_its_j
 }
 
 #[tokio::test]
+async fn an_adopted_process_that_exits_is_reaped_while_its_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let plan =
+        format!("SHExec >>(setsid sh -c 'echo `$`$ > {d}/brief; exec sleep 0.2' &); sleep 10>>;");
+    let holtd = Holtd::start(&[("brief", &template(&plan))], &[]).await;
+    let token = holtd.trigger("template=brief").await;
+    let pid_file = dir.path().join("brief");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if !pid.trim().is_empty() {
+            break pid.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the escapee never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Gone from /proc altogether, not left as a zombie, while the job still runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the adopted process {pid} was not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(holtd.status(&token, "").await, "Executing");
+}
+
+#[tokio::test]
 async fn sigterm_stops_jobs_still_running_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let mut holtd = Holtd::start(

@@ -78,11 +78,35 @@ fn tracked() -> std::sync::MutexGuard<'static, Option<HashMap<u32, u64>>> {
 
 /// Makes this process a child subreaper: a process that escapes a job's process group (and its
 /// parent's death) is re-parented to holtd rather than to the machine's init, so that holtd can
-/// end it when its run is over. Call once at start, before any job runs.
+/// end it when its run is over. Call once at start, from the runtime, before any job runs.
+/// Adopted processes that exit are reaped as each SIGCHLD arrives, so none waits as a zombie
+/// for a run to end.
 pub fn adopt_escaped_processes() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut exits = signal(SignalKind::child())?;
     nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
     ADOPTING.store(true, Ordering::SeqCst);
+    tokio::spawn(async move {
+        while exits.recv().await.is_some() {
+            reap_adopted();
+        }
+    });
     Ok(())
+}
+
+/// Reaps the dead children that are not tracked (adopted processes that exited), never one
+/// tokio waits for.
+fn reap_adopted() {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let tracked = tracked();
+    for pid in children() {
+        if tracked.as_ref().is_some_and(|t| t.contains_key(&pid)) {
+            continue;
+        }
+        if stat(pid).is_some_and(|stat| stat.state == 'Z') {
+            let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+        }
+    }
 }
 
 /// Output lines in arrival order; the channel closes once both streams are at their end.
