@@ -508,6 +508,20 @@ async fn a_multi_line_secret_is_masked_line_by_line_and_whole() {
 }
 
 #[tokio::test]
+async fn a_secret_holding_a_quote_is_masked_in_the_quoted_command_line() {
+    let plan = "Exec printf (Arguments: '\"%s`n\" $Password');";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    // "o'brien-pass", percent-encoded.
+    let token = holtd
+        .trigger("template=secret&Password=o%27brien-pass")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("brien"), "{log}");
+    assert!(log.contains("DEBUG: ' '***'\n"), "{log}");
+}
+
+#[tokio::test]
 async fn a_secret_at_the_cut_of_a_long_line_is_masked_not_cut() {
     // The secret starts 6 bytes before the line limit, in a line longer than the reader's
     // buffer; and, with a small limit, in a line whose masks would pull later text forward.

@@ -202,6 +202,12 @@ impl JobLog {
         Ok(())
     }
 
+    /// `text` with every secret masked, for text the log shows in another form than it is
+    /// written (such as quoted), which masking the written line would no longer find.
+    pub(crate) fn masked(&self, text: &str) -> String {
+        mask(&self.secrets, text, None).0
+    }
+
     /// The instance id of the store the log is written to.
     pub(crate) fn instance(&self) -> &str {
         self.store.instance_id()

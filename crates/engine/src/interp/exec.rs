@@ -129,17 +129,20 @@ impl Ctx {
             Ok(prepared) => prepared,
             Err(message) => return self.raise(&message).await,
         };
+        // Each word is masked before it is quoted: quoting a secret that holds a quote would
+        // change it into text that masking the line no longer finds.
         let shown = std::iter::once(program.as_str())
             .chain(args.iter().map(String::as_str))
+            .map(|word| self.shared.log.masked(word))
             .map(|word| {
                 if !word.is_empty()
                     && word
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
                 {
-                    word.to_owned()
+                    word
                 } else {
-                    shell_quote(word)
+                    shell_quote(&word)
                 }
             })
             .collect::<Vec<_>>()
