@@ -58,6 +58,11 @@ struct ServeArgs {
     /// The SQLite database file; created when missing.
     #[arg(long, default_value = "holt.db")]
     db: PathBuf,
+    /// The key that seals secret variable values in the database: 64 hexadecimal digits,
+    /// created (mode 0600) when missing. Default: `holt.secrets.key` in the database's
+    /// directory. A key file other users may read is refused.
+    #[arg(long)]
+    secrets_key: Option<PathBuf>,
     /// The directory of template files (`NAME.toml`). SIGHUP loads it again.
     #[arg(long, default_value = "templates")]
     templates: PathBuf,
@@ -83,6 +88,9 @@ struct ServeArgs {
     /// The longest log line kept, in bytes; longer lines are cut and marked.
     #[arg(long, default_value_t = engine_defaults().max_log_line_bytes)]
     max_log_line_bytes: usize,
+    /// The most bytes of log text one job keeps; later lines are dropped after a WARN line.
+    #[arg(long, default_value_t = engine_defaults().max_log_bytes_per_job)]
+    max_log_bytes_per_job: u64,
     /// The largest request head (request line and headers), in bytes; larger gets 431.
     #[arg(long, default_value_t = http_defaults().max_head_bytes)]
     max_head_bytes: usize,
@@ -185,8 +193,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
+    let key_path = args.secrets_key.clone().unwrap_or_else(|| {
+        args.db
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("holt.secrets.key")
+    });
+    let secrets_key = holt_engine::SecretsKey::load_or_create(&key_path)
+        .map_err(|e| format!("cannot use the secrets key {e}"))?;
     let store = SqliteStore::open(&store_config)
         .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let engine_config = EngineConfig {
+        secrets_key,
+        ..engine_config
+    };
+    // Processes that escape a job's process group are re-parented to holtd, which ends them.
+    if let Err(e) = holt_engine::adopt_escaped_processes() {
+        tracing::warn!(error = %e, "cannot adopt processes that escape their job; they may outlive it");
+    }
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;
@@ -223,6 +247,7 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_pending_jobs: args.max_pending_jobs,
         max_log_lines_per_job: args.max_log_lines_per_job,
         max_log_line_bytes: args.max_log_line_bytes,
+        max_log_bytes_per_job: args.max_log_bytes_per_job,
         retain_days: args.retain_days,
         retention_interval: seconds(args.retention_interval),
         ..EngineConfig::default()

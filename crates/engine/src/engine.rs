@@ -7,7 +7,6 @@ use holt_domain::{
     JobStatus, JobToken, LogLevel, Template, TemplateCatalog, TemplateName, Variables,
 };
 use holt_storage::{Idempotency, JobStore, NewJob};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -199,7 +198,9 @@ impl Engine {
         let merged = template.defaults().overridden_by(variables);
         let idempotency = idempotency_key.map(|key| Idempotency {
             key: scoped_key(&template.name, key),
-            fingerprint: fingerprint(&template.name, variables),
+            // Stored as a keyed digest: the fingerprint covers every value, secrets included.
+            fingerprint: (self.inner.config.secrets_key)
+                .digest(&fingerprint(&template.name, variables)),
             not_before_ms: now_ms() - self.inner.config.idempotency_window.as_millis() as i64,
         });
         // Recording and queueing run in their own task: should the store be too slow to confirm
@@ -213,7 +214,12 @@ impl Engine {
                 .create_job(NewJob {
                     template: template.name.clone(),
                     plan: template.plan_source.clone(),
-                    variables: merged.clone(),
+                    // Secret values are stored sealed (see the `secrets` module).
+                    variables: crate::secrets::seal_variables(
+                        &engine.inner.config.secrets_key,
+                        &template,
+                        &merged,
+                    ),
                     created_ms: now_ms(),
                     idempotency,
                 })
@@ -378,6 +384,8 @@ impl Engine {
                 let _ = tokio::time::timeout_at(deadline, ended).await;
             }
         }
+        // Every job has ended: whatever escaped their process groups goes too.
+        process::end_escaped(self.inner.config.kill_grace).await;
         if let Err(e) = self.inner.store.flush().await {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }
@@ -390,19 +398,19 @@ fn scoped_key(template: &TemplateName, key: &str) -> String {
     format!("{}:{}:{key}", template.as_str().len(), template.as_str())
 }
 
-/// The request an idempotency key stands for: a SHA-256 digest of the template and the
-/// trigger's own variables, names case-folded and sorted, each part length-prefixed so no two
-/// requests collide. Only the digest is stored, so it reveals no value, secret or not.
+/// The request an idempotency key stands for: the template and the trigger's own variables,
+/// names case-folded and sorted, each part length-prefixed so no two requests collide. It holds
+/// every value, so only a keyed digest of it is stored.
 fn fingerprint(template: &TemplateName, variables: &Variables) -> String {
-    let mut hash = Sha256::new();
-    let mut part = |text: &str| {
-        hash.update((text.len() as u64).to_le_bytes());
-        hash.update(text.as_bytes());
-    };
-    part(template.as_str());
+    let mut out = format!("{}:{}", template.as_str().len(), template.as_str());
     for (name, value) in variables.iter() {
-        part(name.key());
-        part(value);
+        out.push_str(&format!(
+            ";{}:{}={}:{}",
+            name.key().len(),
+            name.key(),
+            value.len(),
+            value
+        ));
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    out
 }

@@ -39,4 +39,12 @@ pub enum EngineError {
         /// How long the engine waited.
         seconds: u64,
     },
+    /// The secrets key file cannot be used: unreadable, malformed, or open to other users.
+    #[error("{}: {reason}", path.display())]
+    SecretsKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -20,6 +20,7 @@ mod process;
 mod queue;
 mod retention;
 mod run;
+mod secrets;
 mod sync;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
@@ -27,3 +28,5 @@ pub use config::{EngineConfig, MAX_DURATION};
 pub use engine::{Canceled, Engine, Triggered};
 pub use error::EngineError;
 pub use metrics::Metrics;
+pub use process::adopt_escaped_processes;
+pub use secrets::SecretsKey;

@@ -18,7 +18,16 @@ pub(crate) const INTERNAL_ERROR_MESSAGE: &str =
 
 impl Engine {
     /// Queues a job found pending at start.
-    pub(crate) async fn resume(&self, record: JobRecord) -> Result<(), EngineError> {
+    pub(crate) async fn resume(&self, mut record: JobRecord) -> Result<(), EngineError> {
+        // Secret values were stored sealed; a job whose values this key cannot open fails alone.
+        let key = &self.inner.config.secrets_key;
+        match crate::secrets::open_variables(key, &record.variables) {
+            Some(variables) => record.variables = variables,
+            None => {
+                let (store, limits) = (&self.inner.store, self.log_limits());
+                return crate::secrets::fail_undecryptable(store, record.token, limits).await;
+            }
+        }
         let template = self.templates().get(&record.template).cloned();
         match holt_plan::parse(&record.plan) {
             Ok(plan) => {
@@ -69,6 +78,7 @@ impl Engine {
         LogLimits {
             max_lines: self.inner.config.max_log_lines_per_job,
             max_line_bytes: self.inner.config.max_log_line_bytes,
+            max_bytes: self.inner.config.max_log_bytes_per_job,
         }
     }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, TemplateName, Variables};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
@@ -59,6 +59,8 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     instance: Arc<str>,
     reads: r2d2::Pool<SqliteConnectionManager>,
+    /// Bytes of log entries handed over but not yet committed (see [`LOG_BUDGET_BYTES`]).
+    log_budget: Arc<Semaphore>,
     _writer: Arc<writer::WriterHandle>,
     /// The file opened and its identity (device and inode) then, to notice when it is removed
     /// or replaced under the running server.
@@ -77,6 +79,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many commands may wait for the writer before senders wait for room.
 const QUEUE_CAPACITY: usize = 8192;
+
+/// The most bytes of log entries that may be handed to the writer and not yet committed, all
+/// jobs together. A count of commands alone does not bound memory (one command may hold one
+/// short line or thousands of long ones), so an append first takes its size from this budget
+/// and waits while it is spent: a job printing faster than the disk takes is held back, and
+/// through its pipe so is its program. The writer gives the bytes back as it commits.
+const LOG_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an entry costs the budget besides its text: the entry itself and its allocation.
+const ENTRY_OVERHEAD: usize = 96;
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.
@@ -113,6 +125,7 @@ impl SqliteStore {
             commands,
             instance: instance.into(),
             reads,
+            log_budget: Arc::new(Semaphore::new(LOG_BUDGET_BYTES)),
             _writer: Arc::new(writer),
             identity: file_identity(&config.path),
             path: config.path.clone(),
@@ -213,7 +226,25 @@ impl JobStore for SqliteStore {
     }
 
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
-        self.send(Command::AppendLogs { token, entries }).await
+        // An append larger than the whole budget takes all of it, so it still goes through,
+        // alone.
+        let cost = entries
+            .iter()
+            .map(|e| e.text.len() + ENTRY_OVERHEAD)
+            .sum::<usize>()
+            .min(LOG_BUDGET_BYTES);
+        let budget = self
+            .log_budget
+            .clone()
+            .acquire_many_owned(cost as u32)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.send(Command::AppendLogs {
+            token,
+            entries,
+            _budget: budget,
+        })
+        .await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

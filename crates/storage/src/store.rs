@@ -38,7 +38,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Hands log entries over for writing, in order. They become durable no later than the next
-    /// awaited write returns; this returns once they are queued.
+    /// awaited write returns; this returns once they are queued. A store bounds the bytes it
+    /// holds queued: while that bound is reached, this waits for earlier entries to commit.
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError>;
 
     /// Returns once everything handed over so far is durable.

@@ -129,17 +129,20 @@ impl Ctx {
             Ok(prepared) => prepared,
             Err(message) => return self.raise(&message).await,
         };
+        // Each word is masked before it is quoted: quoting a secret that holds a quote would
+        // change it into text that masking the line no longer finds.
         let shown = std::iter::once(program.as_str())
             .chain(args.iter().map(String::as_str))
+            .map(|word| self.shared.log.masked(word))
             .map(|word| {
                 if !word.is_empty()
                     && word
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
                 {
-                    word.to_owned()
+                    word
                 } else {
-                    shell_quote(word)
+                    shell_quote(&word)
                 }
             })
             .collect::<Vec<_>>()
@@ -151,6 +154,7 @@ impl Ctx {
             args,
             working_directory: settings.working_directory.clone(),
             env: self.process_env(),
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
@@ -180,6 +184,7 @@ impl Ctx {
             args: vec!["-c".to_owned(), script],
             working_directory: settings.working_directory.clone(),
             env: self.process_env(),
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
@@ -238,7 +243,7 @@ impl Ctx {
     /// Runs a program, logging its output as it arrives, and decides the operation's outcome.
     async fn run_program(&mut self, spec: ProcessSpec, settings: &RunSettings) -> Flow {
         let before = self.state;
-        let (mut running, mut lines) = match process::start(&spec) {
+        let (mut running, mut lines) = match process::start(&spec, self.shared.kill_grace) {
             Ok(started) => started,
             Err(e) => {
                 return self

@@ -197,3 +197,56 @@ async fn many_appends_in_one_batch_read_back_from_any_offset() {
     assert_eq!(text.lines().count(), 5000);
     assert_eq!(last, Some(4999));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_entries_beyond_the_log_budget_are_all_kept_in_bounded_chunks() {
+    let (_dir, store) = temp_store();
+    let token = store
+        .create_job(NewJob {
+            template: "long".parse().unwrap(),
+            plan: String::new(),
+            variables: Variables::new(),
+            created_ms: 0,
+            idempotency: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    let entry = |seq: u64| holt_domain::LogEntry {
+        seq,
+        level: holt_domain::LogLevel::Info,
+        scope: holt_domain::ScopePath::root(),
+        time_ms: 0,
+        text: format!("{seq:06}{}", "x".repeat(300_000)),
+    };
+    // One append larger than the whole budget goes through alone; then appends that must wait
+    // for the writer to give budget back.
+    store
+        .append_logs(token, (0..40).map(entry).collect())
+        .await
+        .unwrap();
+    for seq in 40..80 {
+        store.append_logs(token, vec![entry(seq)]).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    for from in [0, 39, 40, 79] {
+        let got = store.logs(token, from, 1).await.unwrap();
+        assert_eq!(got, vec![entry(from)], "from {from}");
+    }
+    let (text, last) = store.logs_text(token, 0, u64::MAX, 1000).await.unwrap();
+    assert_eq!((text.lines().count(), last), (80, Some(79)));
+    let largest: i64 = store
+        .read(|conn| {
+            Ok(
+                conn.query_row("SELECT max(length(body)) FROM log_chunks", [], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(
+        largest as usize <= super::chunks::MAX_CHUNK_BYTES + 80 * 8,
+        "a chunk holds {largest} bytes"
+    );
+}
