@@ -25,7 +25,7 @@ pub(crate) const INTERRUPTED_MESSAGE: &str =
     "The server stopped while this job was executing; the job did not finish.";
 
 /// The line a job gets when this process shuts down before it finishes.
-const SHUTDOWN_MESSAGE: &str =
+pub(crate) const SHUTDOWN_MESSAGE: &str =
     "The server shut down while this job was executing; the job was stopped.";
 
 /// The line a canceled job ends with.

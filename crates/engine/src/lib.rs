@@ -21,6 +21,8 @@ mod queue;
 mod retention;
 mod run;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
