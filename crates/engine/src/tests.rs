@@ -533,3 +533,34 @@ async fn a_reload_changes_what_can_be_triggered_but_not_queued_jobs() {
         "DEBUG: Job started from template new.\nINFO: fresh\nINFO: Job succeeded.\n"
     );
 }
+
+/// Counts the jobs a burst created.
+fn created(answers: &[Result<Triggered, EngineError>]) -> usize {
+    answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Triggered::Created(_))))
+        .count()
+}
+
+/// On worker threads, a burst's triggers really run at the same time: a trigger deciding
+/// between another's queueing and its start would see a job waiting that is about to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_above_one_admit_exactly_as_sequential_triggers_on_threads() {
+    const REJECT_TWO: &str = "max_concurrent = 2\non_limit = \"reject\"\nplan = 'Sleep 1000;'";
+    const SKIP_TWO: &str =
+        "max_concurrent = 2\non_limit = \"skip_if_pending\"\nplan = 'Sleep 1000;'";
+    for round in 0..20 {
+        let engine = start(
+            &[("reject", REJECT_TWO), ("skip", SKIP_TWO)],
+            EngineConfig::default(),
+        )
+        .await;
+        // One after another: two start, the third is refused.
+        let answers = burst(&engine, "reject", 50).await;
+        assert_eq!(created(&answers), 2, "round {round}: {answers:?}");
+        // Two start, a third waits, and every later trigger gets the waiting one.
+        let answers = burst(&engine, "skip", 50).await;
+        assert_eq!(created(&answers), 3, "round {round}: {answers:?}");
+        engine.inner.queue.stop_all("test over");
+    }
+}
