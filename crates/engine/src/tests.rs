@@ -202,18 +202,25 @@ async fn the_pending_limit_is_exact_under_a_burst() {
     assert_eq!(engine.queue_position(running), None);
 }
 
-/// A store that panics when handed a log line containing `boom`, as a bug in a store (or in
-/// anything a job's run calls) would.
-#[derive(Debug)]
-struct PanicsOnBoom(MemoryStore);
+/// A `MemoryStore` with faults: it panics when handed a log line containing `boom`, as a bug
+/// in a store (or in anything a job's run calls) would, and after recording a job it says so
+/// and lets other tasks run before it answers, as a store that commits elsewhere does.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: MemoryStore,
+    created: tokio::sync::Notify,
+}
 
 #[async_trait]
-impl JobStore for PanicsOnBoom {
+impl JobStore for Faulty {
     fn instance_id(&self) -> &str {
-        self.0.instance_id()
+        self.inner.instance_id()
     }
     async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
-        self.0.create_job(job).await
+        let created = self.inner.create_job(job).await;
+        self.created.notify_one();
+        tokio::task::yield_now().await;
+        created
     }
     async fn set_status(
         &self,
@@ -221,42 +228,42 @@ impl JobStore for PanicsOnBoom {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        self.0.set_status(token, status, at_ms).await
+        self.inner.set_status(token, status, at_ms).await
     }
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
         assert!(
             !entries.iter().any(|e| e.text.contains("boom")),
             "the store broke down"
         );
-        self.0.append_logs(token, entries).await
+        self.inner.append_logs(token, entries).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        self.0.flush().await
+        self.inner.flush().await
     }
     async fn job(&self, token: JobToken) -> Result<Option<JobRecord>, StoreError> {
-        self.0.job(token).await
+        self.inner.job(token).await
     }
     async fn last_seq(&self, token: JobToken) -> Result<Option<u64>, StoreError> {
-        self.0.last_seq(token).await
+        self.inner.last_seq(token).await
     }
     async fn delete_finished(
         &self,
         rule: &RetentionRule,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        self.0.delete_finished(rule, limit).await
+        self.inner.delete_finished(rule, limit).await
     }
     async fn prune_idempotency(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.0.prune_idempotency(before_ms).await
+        self.inner.prune_idempotency(before_ms).await
     }
     async fn summary(
         &self,
         token: JobToken,
     ) -> Result<Option<(TemplateName, JobStatus)>, StoreError> {
-        self.0.summary(token).await
+        self.inner.summary(token).await
     }
     async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError> {
-        self.0.status(token).await
+        self.inner.status(token).await
     }
     async fn logs(
         &self,
@@ -264,10 +271,10 @@ impl JobStore for PanicsOnBoom {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        self.0.logs(token, from_seq, limit).await
+        self.inner.logs(token, from_seq, limit).await
     }
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
-        self.0.recover(message, at_ms).await
+        self.inner.recover(message, at_ms).await
     }
 }
 
@@ -277,7 +284,7 @@ async fn a_panic_in_a_run_fails_only_that_job() {
         max_concurrent_jobs: 1,
         ..EngineConfig::default()
     };
-    let store = Arc::new(PanicsOnBoom(MemoryStore::new()));
+    let store = Arc::new(Faulty::default());
     let engine = start_on(
         store,
         &[
@@ -383,6 +390,41 @@ async fn a_cancel_right_after_the_trigger_ends_the_job() {
             format!("ERROR: {CANCELED_MESSAGE}")
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_between_the_record_and_the_queue_ends_the_job() {
+    let store = Arc::new(Faulty::default());
+    let engine = start_on(store.clone(), &[("s", SLEEPER)], EngineConfig::default()).await;
+    let triggering = tokio::spawn({
+        let engine = engine.clone();
+        async move { trigger(&engine, "s").await.token() }
+    });
+    // Runs while the trigger has recorded the job (its token is the store's first) and not yet
+    // queued it.
+    let canceling = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            store.created.notified().await;
+            let token = JobToken::new(1).unwrap();
+            assert_eq!(
+                engine.store().status(token).await.unwrap(),
+                Some(JobStatus::Pending)
+            );
+            assert_eq!(engine.queue_position(token), None);
+            engine.cancel(token).await.unwrap()
+        }
+    });
+    let token = triggering.await.unwrap();
+    assert_eq!(token, JobToken::new(1).unwrap());
+    assert_eq!(
+        canceling.await.unwrap(),
+        Canceled::Stopped(JobStatus::Error)
+    );
+    assert_eq!(
+        last_line(&engine, token).await,
+        format!("ERROR: {CANCELED_MESSAGE}")
+    );
 }
 
 #[tokio::test(start_paused = true)]

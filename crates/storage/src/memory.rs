@@ -40,10 +40,12 @@ struct Job {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The jobs themselves are left out: a store may hold many, with long logs.
+        // The jobs themselves are left out: a store may hold many, with long logs. The count is
+        // only tried for, so that formatting never waits on (or deadlocks with) a writer.
+        let jobs = self.state.try_lock().map(|state| state.jobs.len()).ok();
         f.debug_struct("MemoryStore")
             .field("instance", &self.instance)
-            .field("jobs", &self.state().jobs.len())
+            .field("jobs", &jobs)
             .finish()
     }
 }
