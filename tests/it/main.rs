@@ -8,6 +8,7 @@
 mod api;
 mod beyond;
 mod docs;
+mod embed;
 mod hardening;
 mod jobs;
 mod plans;

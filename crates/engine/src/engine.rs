@@ -24,7 +24,7 @@ pub(crate) const INTERRUPTED_MESSAGE: &str =
     "The server stopped while this job was executing; the job did not finish.";
 
 /// The line a job gets when this process shuts down before it finishes.
-const SHUTDOWN_MESSAGE: &str =
+pub(crate) const SHUTDOWN_MESSAGE: &str =
     "The server shut down while this job was executing; the job was stopped.";
 
 /// The line a canceled job ends with.
@@ -229,14 +229,17 @@ impl Engine {
             }
             tracing::debug!(job = %created.token, template = %template.name, "job created");
             engine.inner.metrics.triggered(&template.name);
-            reservation.enqueue(QueuedJob {
+            let policy = reservation.enqueue(QueuedJob {
                 token: created.token,
                 template: template.name.clone(),
                 plan: template.plan.clone(),
                 secrets: crate::run::secrets_of(Some(&template), &merged),
                 variables: merged,
             });
+            // Released only after the start, so the next trigger of a template whose policy
+            // depends on the queue sees what a trigger after this one returned would see.
             engine.dispatch();
+            drop(policy);
             Ok::<_, EngineError>(Triggered::Created(created.token))
         });
         let timeout = self.inner.config.store_timeout;

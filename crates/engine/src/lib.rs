@@ -22,6 +22,8 @@ mod retention;
 mod run;
 mod secrets;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};

@@ -130,14 +130,18 @@ pub(crate) enum Admission {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     queue: Arc<JobQueue>,
-    /// Held until the job is queued, for templates whose policy depends on the queue.
-    _policy: Option<OwnedMutexGuard<()>>,
+    /// Held until the job is queued and started if it can be, for templates whose policy
+    /// depends on the queue.
+    policy: Option<OwnedMutexGuard<()>>,
     used: bool,
 }
 
 impl Reservation {
-    /// Queues the recorded job in the reserved place.
-    pub(crate) fn enqueue(mut self, job: QueuedJob) {
+    /// Queues the recorded job in the reserved place. Returns the template's policy lock, to
+    /// be released once the job has been started if it can be: until then the next trigger
+    /// would see it waiting, where a trigger after this one returned sees it running.
+    #[must_use = "the policy lock is released when dropped"]
+    pub(crate) fn enqueue(mut self, job: QueuedJob) -> Option<OwnedMutexGuard<()>> {
         {
             let mut state = self.queue.state();
             state.reserved = state.reserved.saturating_sub(1);
@@ -148,6 +152,7 @@ impl Reservation {
         }
         self.used = true;
         self.queue.enqueued.notify_waiters();
+        self.policy.take()
     }
 }
 
@@ -239,7 +244,7 @@ impl JobQueue {
         drop(state);
         Ok(Admission::Admit(Reservation {
             queue: self.clone(),
-            _policy: policy,
+            policy,
             used: false,
         }))
     }

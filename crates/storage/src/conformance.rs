@@ -1,5 +1,42 @@
 //! The storage test suite, written against `JobStore` alone so that every backend runs the same
 //! cases. Each case takes a fresh, empty store and panics on a broken rule.
+//!
+//! Compiled only for this crate's own tests and with the `conformance` feature, so it is no part
+//! of the public API. A backend runs the whole suite with one line in its tests:
+//! `holt_storage::conformance_tests!(fresh);`, where `fresh` is an async function returning a
+//! guard (a temporary directory, a scratch database) and an empty `Arc<dyn JobStore>`.
+
+/// Defines one `#[tokio::test]` per conformance case, each on a fresh store made by `$fresh`
+/// (an async function returning `(guard, Arc<dyn JobStore>)`; the guard lives until the case
+/// ends). A new case is added to this list once and runs against every backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            create_and_read,
+            instance_id,
+            unknown_job,
+            status_transitions,
+            logs_in_order,
+            log_reads_are_bounded,
+            logs_of_unknown_jobs_are_dropped,
+            flush_makes_logs_durable,
+            recovery,
+            concurrent_creates,
+            idempotency,
+            retention,
+            retention_takes_the_oldest_first,
+            retention_forgets_the_keys_of_deleted_jobs,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (_guard, store) = $fresh().await;
+            $crate::conformance::$case(store).await;
+        }
+    )*};
+}
 
 use std::sync::Arc;
 
@@ -67,8 +104,10 @@ pub async fn create_and_read(store: Arc<dyn JobStore>) {
     );
 }
 
-/// The instance id is non-empty and stable for one store.
+/// The instance id is non-empty, alphanumeric and stable for one store, and a fresh store is
+/// healthy.
 pub async fn instance_id(store: Arc<dyn JobStore>) {
+    store.health().unwrap();
     let id = store.instance_id().to_owned();
     assert!(!id.is_empty());
     assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
@@ -325,4 +364,135 @@ pub async fn retention(store: Arc<dyn JobStore>) {
     };
     assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
     assert_eq!(store.job(other).await.unwrap(), None);
+}
+
+/// Log reads stop at their limit and their end, and say which entry they ended with.
+pub async fn log_reads_are_bounded(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..10)
+        .map(|i| entry(i, LogLevel::Info, &format!("line {i}")))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.logs(t, 0, 4).await.unwrap(), entries[..4]);
+    assert_eq!(store.logs(t, 8, 100).await.unwrap(), entries[8..]);
+    assert!(store.logs(t, 0, 0).await.unwrap().is_empty());
+    let (text, last) = store.logs_text(t, 0, u64::MAX, 4).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        (
+            "INFO: line 0\nINFO: line 1\nINFO: line 2\nINFO: line 3\n",
+            Some(3)
+        )
+    );
+    let (text, last) = store.logs_text(t, 7, u64::MAX, 100).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        ("INFO: line 7\nINFO: line 8\nINFO: line 9\n", Some(9))
+    );
+    let (text, last) = store.logs_text(t, 5, 5, 100).await.unwrap();
+    assert_eq!((text.as_str(), last), ("", None));
+    assert_eq!(store.last_seq(t).await.unwrap(), Some(9));
+}
+
+/// Entries handed over for a job that does not exist are dropped, and the store goes on.
+pub async fn logs_of_unknown_jobs_are_dropped(store: Arc<dyn JobStore>) {
+    let missing = JobToken::new(999_999).unwrap();
+    store
+        .append_logs(missing, vec![entry(0, LogLevel::Info, "nobody")])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert!(store.logs(missing, 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.job(missing).await.unwrap(), None);
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    store
+        .append_logs(t, vec![entry(0, LogLevel::Info, "kept")])
+        .await
+        .unwrap();
+    store.set_status(t, JobStatus::Succeeded, 3).await.unwrap();
+    assert_eq!(
+        store.logs(t, 0, 10).await.unwrap(),
+        vec![entry(0, LogLevel::Info, "kept")]
+    );
+}
+
+/// Within its limit, retention deletes the jobs that finished first.
+pub async fn retention_takes_the_oldest_first(store: Arc<dyn JobStore>) {
+    let mut tokens = Vec::new();
+    // Created in one order, finished in another.
+    for finished in [300, 100, 200] {
+        let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+        store
+            .set_status(t, JobStatus::Succeeded, finished)
+            .await
+            .unwrap();
+        tokens.push(t);
+    }
+    let rule = crate::RetentionRule {
+        before_ms: 1_000,
+        template: None,
+        except: Vec::new(),
+    };
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 2);
+    assert_eq!(store.job(tokens[1]).await.unwrap(), None);
+    assert_eq!(store.job(tokens[2]).await.unwrap(), None);
+    assert!(store.job(tokens[0]).await.unwrap().is_some());
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 1);
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 0);
+}
+
+/// A deleted job's idempotency key goes with it: the same request makes a new job.
+pub async fn retention_forgets_the_keys_of_deleted_jobs(store: Arc<dyn JobStore>) {
+    let keyed = || {
+        let mut job = new_job("hdars", &[]);
+        job.idempotency = Some(crate::Idempotency {
+            key: "deploy-7".into(),
+            fingerprint: "f".into(),
+            not_before_ms: 0,
+        });
+        job
+    };
+    let first = store.create_job(keyed()).await.unwrap();
+    store
+        .set_status(first.token, JobStatus::Succeeded, 10)
+        .await
+        .unwrap();
+    let rule = crate::RetentionRule {
+        before_ms: 1_000,
+        template: None,
+        except: Vec::new(),
+    };
+    assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
+    let again = store.create_job(keyed()).await.unwrap();
+    assert!(again.fresh);
+    assert_eq!(
+        store.status(again.token).await.unwrap(),
+        Some(JobStatus::Pending)
+    );
+    assert_eq!(store.prune_idempotency(0).await.unwrap(), 0);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every case defined here is in the list every backend runs.
+    #[test]
+    fn every_case_is_in_the_suite() {
+        let source = include_str!("conformance.rs");
+        let (_, list) = source.split_once("@cases $fresh;").unwrap();
+        let (list, _) = list.split_once(");").unwrap();
+        let mut listed: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut defined: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter_map(|l| l.split_once('(').map(|(name, _)| name))
+            .collect();
+        listed.sort_unstable();
+        defined.sort_unstable();
+        assert_eq!(listed, defined);
+    }
 }

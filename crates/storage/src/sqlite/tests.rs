@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::conformance;
 
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -9,28 +8,13 @@ fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-macro_rules! conformance_tests {
-    ($($case:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
-            let (_dir, store) = temp_store();
-            conformance::$case(Arc::new(store)).await;
-        }
-    )*};
+/// A fresh store in a temporary directory, for the conformance suite.
+async fn fresh() -> (tempfile::TempDir, Arc<dyn JobStore>) {
+    let (dir, store) = temp_store();
+    (dir, Arc::new(store))
 }
 
-conformance_tests!(
-    create_and_read,
-    instance_id,
-    unknown_job,
-    status_transitions,
-    logs_in_order,
-    flush_makes_logs_durable,
-    recovery,
-    concurrent_creates,
-    idempotency,
-    retention,
-);
+crate::conformance_tests!(fresh);
 
 #[tokio::test]
 async fn reopening_keeps_everything() {
