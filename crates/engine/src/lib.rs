@@ -20,4 +20,5 @@ mod process;
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
+pub use interp::error::WORKER_STACK_BYTES;
 pub use metrics::Metrics;

@@ -23,8 +23,9 @@ pub(crate) struct ProcessSpec {
     pub(crate) program: String,
     pub(crate) args: Vec<String>,
     pub(crate) working_directory: Option<PathBuf>,
-    /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]).
-    pub(crate) env: Vec<(&'static str, String)>,
+    /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]) and, for a script,
+    /// the values it refers to.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// Which stream a line came from.
@@ -64,7 +65,7 @@ pub(crate) fn start(spec: &ProcessSpec) -> std::io::Result<(Running, Lines)> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
-        .envs(spec.env.iter().map(|(k, v)| (*k, v.as_str())));
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Some(dir) = &spec.working_directory {
         command.current_dir(dir);
     }
