@@ -212,3 +212,89 @@ fn references_suit_their_context() {
         ]
     );
 }
+
+/// Pieces of shell syntax that open and close every context the scanner knows, and some it
+/// does not, so generated scripts put values in places no list of cases would think of.
+const FRAGMENTS: &[&str] = &[
+    "'",
+    "\"",
+    "`",
+    "$(",
+    ")",
+    "(",
+    "${",
+    "}",
+    "$((",
+    "((",
+    "<<EOF\n",
+    "<<'EOF'\n",
+    "<<-EOF\n",
+    "<<\"E\"\n",
+    "\nEOF\n",
+    "\nE\n",
+    "\n\tEOF\n",
+    "#",
+    "\\",
+    "$",
+    " ",
+    "\n",
+    "echo ",
+    "printf %s ",
+    ";",
+    "|",
+    "&&",
+    "cat ",
+    "x",
+    "=",
+    "case a in a) ",
+    ";; esac",
+    "$'",
+    "<<<",
+    "{ ",
+    " }",
+];
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn piece() -> impl Strategy<Value = Option<&'static str>> {
+        prop_oneof![
+            4 => prop::sample::select(FRAGMENTS).prop_map(Some),
+            1 => Just(None),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the script around it, a value is either refused or never runs.
+        #[test]
+        fn fuzz_no_script_runs_a_value(pieces in prop::collection::vec(piece(), 1..24), pick in 0usize..16) {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("pwned");
+            let values = hostile(&target);
+            let pieces: Vec<Piece> = pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match p {
+                    Some(text) => Piece::Text((*text).to_owned()),
+                    None => Piece::Value(values[(pick + i) % values.len()].clone()),
+                })
+                .collect();
+            let Ok(built) = build(&pieces) else {
+                return Ok(());
+            };
+            prop_assert!(!built.text.contains("touch"), "{:?}", built.text);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            for shell in shells() {
+                runtime.block_on(run(shell, &built));
+                prop_assert!(!target.exists(), "{} ran a value: {:?}", shell, built.text);
+            }
+        }
+    }
+}
