@@ -350,7 +350,13 @@ impl<'a> Scanner<'a> {
                 self.stack.push(Frame::Command(CommandKind::Subshell));
                 self.take(1);
             }
-            ')' if matches!(kind, CommandKind::Substitution | CommandKind::Subshell) => {
+            ')' if kind == CommandKind::Substitution => {
+                self.stack.pop();
+                self.take(1);
+                // The word a substitution stands in goes on: a `#` right after it is text.
+                self.prev = Some('x');
+            }
+            ')' if kind == CommandKind::Subshell => {
                 self.stack.pop();
                 self.take(1);
             }

@@ -196,6 +196,12 @@ fn references_suit_their_context() {
         text("echo $# a#b '", "'"),
         "echo $# a#b ''\"${HOLT_VALUE_1}\"''"
     );
+    // After a substitution the word goes on; after a subshell a `#` starts a comment.
+    assert_eq!(
+        text("echo $(a)#'", "'"),
+        "echo $(a)#''\"${HOLT_VALUE_1}\"''"
+    );
+    assert_eq!(text("(a)#'", ""), "(a)#'\"${HOLT_VALUE_1}\"");
     // A here-string is a word, not a heredoc.
     assert_eq!(text("cat <<< ", ""), "cat <<< \"${HOLT_VALUE_1}\"");
     let built = build(&[
