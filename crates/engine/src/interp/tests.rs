@@ -1050,3 +1050,104 @@ fn a_value_in_a_quoted_heredoc_is_refused() {
         JobStatus::Error,
     );
 }
+
+#[test]
+fn every_bound_is_named_in_its_line() {
+    use super::error::Limit;
+    let lines: Vec<String> = [
+        Limit::EvalNesting,
+        Limit::ExprDepth,
+        Limit::BlockNesting,
+        Limit::CallDepth,
+        Limit::StringBytes,
+        Limit::ListItems,
+        Limit::ValueNesting,
+        Limit::AsyncBlocks,
+        Limit::JobSteps,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        lines,
+        [
+            "$Eval nesting exceeds its limit of 32",
+            "expression nesting exceeds its limit of 128",
+            "block nesting exceeds its limit of 64",
+            "module call nesting exceeds its limit of 64",
+            "the length of a string exceeds its limit of 16777216 bytes",
+            "the number of items in a list or map exceeds its limit of 1000000",
+            "the nesting of lists and maps exceeds its limit of 32",
+            "the number of async blocks running at once exceeds its limit of 1024",
+            "the number of evaluation steps of a job exceeds its limit of 10000000",
+        ]
+    );
+}
+
+/// Generated values, made of the pieces that make evaluation recurse, nest and grow, each
+/// evaluated by `$Eval`: every job ends, and the engine goes on.
+#[test]
+fn fuzz_eval_of_generated_values_always_ends() {
+    use proptest::strategy::{Strategy, ValueTree};
+    const PIECES: &[&str] = &[
+        "$Eval(",
+        "$Eval($x)",
+        "$x",
+        "${x}",
+        ")",
+        "$(",
+        "`",
+        "$ToUpper(",
+        "$(@Range(0, 9))",
+        "\"",
+        ">>",
+        ">-->",
+        "$",
+        "(",
+        "x",
+        "$Eval(\"$x$x\")",
+        "$Count(@Range(0, 999999))",
+        ",",
+        "@(",
+    ];
+    let strategy =
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..40).prop_map(|p| p.concat());
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let values: Vec<String> = (0..150)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(crate::WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_dir, engine) = engine_with("Log-Information $Eval($x);").await;
+        let template = engine
+            .templates()
+            .get(&"t".parse().unwrap())
+            .unwrap()
+            .clone();
+        let mut tokens = Vec::new();
+        for value in &values {
+            let vars: Variables = [("x".parse().unwrap(), value.clone())]
+                .into_iter()
+                .collect();
+            tokens.push(
+                engine
+                    .trigger(&template, &vars, None)
+                    .await
+                    .unwrap()
+                    .token(),
+            );
+        }
+        for (token, value) in tokens.into_iter().zip(&values) {
+            let status = wait_terminal(engine.store(), token).await;
+            assert!(
+                matches!(status, JobStatus::Succeeded | JobStatus::Error),
+                "{value:?}: {status}"
+            );
+        }
+    });
+}
