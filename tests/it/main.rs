@@ -10,6 +10,7 @@ mod beyond;
 mod docs;
 mod embed;
 mod hardening;
+mod hostile;
 mod jobs;
 mod plans;
 mod reliability;

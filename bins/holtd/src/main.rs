@@ -147,6 +147,7 @@ fn main() -> ExitCode {
         Some(Command::Check { templates }) => check(&templates),
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .thread_stack_size(holt_engine::WORKER_STACK_BYTES)
                 .enable_all()
                 .build()
             {

@@ -24,4 +24,4 @@ pub use template::{
     OnLimit, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
 };
 pub use token::JobToken;
-pub use vars::{VarName, Variables};
+pub use vars::{BUILT_IN_VARIABLES, VarName, Variables, is_built_in_variable};

@@ -29,6 +29,7 @@ pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
 pub use engine::{Canceled, Engine, Triggered};
 pub use error::EngineError;
+pub use interp::error::WORKER_STACK_BYTES;
 pub use metrics::Metrics;
 pub use process::adopt_escaped_processes;
 pub use secrets::SecretsKey;

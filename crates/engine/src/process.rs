@@ -29,8 +29,9 @@ pub(crate) struct ProcessSpec {
     pub(crate) program: String,
     pub(crate) args: Vec<String>,
     pub(crate) working_directory: Option<PathBuf>,
-    /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]).
-    pub(crate) env: Vec<(&'static str, String)>,
+    /// Extra environment variables: the job's marks (see [`INSTANCE_ENV`]) and, for a script,
+    /// the values it refers to.
+    pub(crate) env: Vec<(String, String)>,
     /// The most bytes of one output line kept; the rest of a longer line is dropped and the
     /// line is marked, so one endless line cannot exhaust memory.
     pub(crate) max_line_bytes: usize,
@@ -123,7 +124,7 @@ pub(crate) fn start(spec: &ProcessSpec, grace: Duration) -> std::io::Result<(Run
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
-        .envs(spec.env.iter().map(|(k, v)| (*k, v.as_str())));
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Some(dir) = &spec.working_directory {
         command.current_dir(dir);
     }
