@@ -8,6 +8,7 @@
 mod api;
 mod beyond;
 mod docs;
+mod hostile;
 mod jobs;
 mod plans;
 mod reliability;

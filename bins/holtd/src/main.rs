@@ -102,6 +102,17 @@ struct ServeArgs {
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = 30)]
     body_read_timeout: u64,
+    /// The most followers (`follow=true`) of one job at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_followers_per_job)]
+    max_followers_per_job: usize,
+    /// The most status calls that wait and logs that follow at once, over all jobs; more get
+    /// 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_long_polls)]
+    max_long_polls: usize,
+    /// Seconds a followed log streams at most; then its body ends and the client goes on with
+    /// `offset`.
+    #[arg(long, default_value_t = HttpConfig::default().max_stream_duration.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    max_stream_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -190,6 +201,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_variable_bytes: args.max_variable_bytes,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        max_followers_per_job: args.max_followers_per_job,
+        max_long_polls: args.max_long_polls,
+        max_stream_duration: Duration::from_secs(args.max_stream_seconds),
         ..HttpConfig::default()
     };
     let engine = Engine::start(Arc::new(store), catalog, engine_config)

@@ -144,17 +144,9 @@ struct Queue {
 #[derive(Debug)]
 struct Live {
     template: TemplateName,
-    /// Its status, for waiters.
+    /// Its status, for waiters and followers.
     status: watch::Sender<JobStatus>,
-    /// How far its log has been handed to the store, for followers: the channel is made when
-    /// the first follower comes, so a job nobody follows pays for no channel and its status
-    /// waiters are not woken by its log lines.
-    logged: LogProgress,
 }
-
-/// The sequence number a job's next log entry will get: entries before it have been handed to
-/// the store (and are readable once their batch commits).
-pub(crate) type LogProgress = Arc<OnceLock<watch::Sender<u64>>>;
 
 /// What the engine needs to run a job it has recorded.
 #[derive(Debug)]
@@ -224,8 +216,8 @@ impl Engine {
         &self.inner.templates
     }
 
-    /// The store jobs are recorded in.
-    pub fn store(&self) -> &Arc<dyn JobStore> {
+    /// The store jobs are recorded in; only the engine reaches it.
+    pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
     }
 
@@ -424,15 +416,12 @@ impl Engine {
             .map(|i| i + 1)
     }
 
-    /// Watches how far a job's log has been handed to the store, while the job has not ended.
-    pub fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
-        self.queue().live.get(&token).map(|live| {
-            let logged = live.logged.get_or_init(|| watch::Sender::new(0));
-            (live.status.subscribe(), logged.subscribe())
-        })
+    /// Watches a job's status while the job has not ended.
+    pub(crate) fn status_watch(&self, token: JobToken) -> Option<watch::Receiver<JobStatus>> {
+        self.queue()
+            .live
+            .get(&token)
+            .map(|live| live.status.subscribe())
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -466,7 +455,6 @@ impl Engine {
                     0,
                     job.secrets,
                     self.log_limits(),
-                    None,
                     None,
                 );
                 log.write_final(LogLevel::Error, CANCELED_MESSAGE).await?;
@@ -564,7 +552,6 @@ impl Engine {
                     Vec::new(),
                     self.log_limits(),
                     None,
-                    None,
                 );
                 let message =
                     format!("This job's plan cannot be run by this server: {diagnostics}");
@@ -657,13 +644,9 @@ impl Engine {
         store
             .set_status(job.token, JobStatus::Executing, now_ms())
             .await?;
-        let logged = {
-            let queue = self.queue();
-            queue.live.get(&job.token).map(|live| {
-                live.status.send_replace(JobStatus::Executing);
-                live.logged.clone()
-            })
-        };
+        if let Some(live) = self.queue().live.get(&job.token) {
+            live.status.send_replace(JobStatus::Executing);
+        }
         tracing::info!(job = %job.token, template = %job.template, "job executing");
         let log = Arc::new(JobLog::new(
             job.token,
@@ -671,7 +654,6 @@ impl Engine {
             0,
             job.secrets,
             self.log_limits(),
-            logged,
             Some(self.inner.metrics.clone()),
         ));
         let root = ScopePath::root();
@@ -816,7 +798,6 @@ impl Live {
         Live {
             template,
             status: watch::Sender::new(JobStatus::Pending),
-            logged: LogProgress::default(),
         }
     }
 }

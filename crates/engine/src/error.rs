@@ -7,7 +7,11 @@ use thiserror::Error;
 pub enum EngineError {
     /// The store failed; nothing was accepted.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The request conflicts with what is recorded (an idempotency key used for another
+    /// request); nothing was done.
+    #[error("{0}")]
+    Conflict(String),
     /// The engine is shutting down and accepts no new jobs.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -31,4 +35,13 @@ pub enum EngineError {
         /// How long the engine waited.
         seconds: u64,
     },
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(reason) => EngineError::Conflict(reason),
+            e => EngineError::Store(e),
+        }
+    }
 }

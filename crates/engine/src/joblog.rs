@@ -8,7 +8,6 @@ use holt_storage::{JobStore, StoreError};
 use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
-use crate::engine::LogProgress;
 use crate::metrics::Metrics;
 
 /// How big a job's log may grow.
@@ -30,8 +29,6 @@ pub(crate) struct JobLog {
     next_seq: Mutex<u64>,
     secrets: Vec<String>,
     limits: LogLimits,
-    /// Told the next sequence number after each hand-over, for followers.
-    logged: Option<LogProgress>,
     /// Counts the lines written, for `/metrics`.
     metrics: Option<Arc<Metrics>>,
 }
@@ -44,7 +41,6 @@ impl JobLog {
         next_seq: u64,
         mut secrets: Vec<String>,
         limits: LogLimits,
-        logged: Option<LogProgress>,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         // Longer secrets first, so that a secret containing a shorter one is masked whole.
@@ -56,7 +52,6 @@ impl JobLog {
             next_seq: Mutex::new(next_seq),
             secrets,
             limits,
-            logged,
             metrics,
         }
     }
@@ -147,12 +142,6 @@ impl JobLog {
         self.store.append_logs(self.token, entries).await?;
         if let Some(metrics) = &self.metrics {
             metrics.logged(count);
-        }
-        // Followers are woken only when there are any: a log nobody follows costs no wake-up.
-        if let Some(logged) = self.logged.as_ref().and_then(|cell| cell.get())
-            && logged.receiver_count() > 0
-        {
-            logged.send_replace(*next);
         }
         Ok(())
     }

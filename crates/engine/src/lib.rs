@@ -14,10 +14,12 @@ mod engine;
 mod error;
 mod interp;
 mod joblog;
+mod logs;
 mod metrics;
 mod process;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use engine::{Canceled, Engine, EngineConfig, Triggered};
 pub use error::EngineError;
+pub use logs::{LogFollower, TextPage};
 pub use metrics::Metrics;
