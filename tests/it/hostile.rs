@@ -386,3 +386,71 @@ fn humantime_ms(text: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms.parse::<i64>().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_of_a_big_log_cost_a_bounded_buffer() {
+    // About 100 MB of log: a million lines of 94 characters (100 bytes with `INFO: `).
+    let payload = "x".repeat(93);
+    let plan = format!("SHExec >>yes '{payload}' | head -n 1000000>>;");
+    let holtd = Holtd::start(&[("big", &template(&plan))], &[]).await;
+    let token = holtd.trigger("template=big").await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = holtd.status(&token, "").await;
+        if status != "Pending" && status != "Executing" {
+            assert_eq!(status, "Succeeded");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the big job did not end in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = holtd.rss_bytes();
+    // Twenty clients open the log, in every format and mode, and then do not read.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let query = match i % 4 {
+            0 => format!("token={token}"),
+            1 => format!("token={token}&format=ndjson"),
+            2 => format!("token={token}&offset=10"),
+            _ => format!("token={token}&follow=true&format=ndjson"),
+        };
+        let mut stream = tokio::net::TcpStream::connect(holtd.addr).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        let head = format!("GET /api/jobs/logs?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        idle.push(stream);
+    }
+    let mut peak = before;
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        peak = peak.max(holtd.rss_bytes());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let growth = peak.saturating_sub(before);
+    println!(
+        "holtd RSS {} MB before, peak {} MB with 20 idle readers",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        growth < 64 << 20,
+        "20 idle readers grew holtd by {} MB",
+        growth >> 20
+    );
+    // A normal reader meanwhile gets the whole, exact log.
+    let log = holtd.logs(&token, "").await;
+    let expected = format!("INFO: {payload}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| **l == expected).count(),
+        1_000_000,
+        "{}",
+        &log[..200]
+    );
+    assert_eq!(lines.len(), 1_000_000 + 4);
+    assert_eq!(lines[lines.len() - 1], "INFO: Job succeeded.");
+    drop(idle);
+}
