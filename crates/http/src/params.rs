@@ -34,7 +34,11 @@ impl Params {
     /// counting as `key`) is ambiguous, as a repeated form pair is, and refused.
     pub(crate) fn extend_json(&mut self, raw: &[u8]) -> Result<(), BadParams> {
         let JsonPairs(pairs) = serde_json::from_slice(raw).map_err(|e| {
-            if e.is_data() {
+            if e.is_data() && e.to_string().starts_with("invalid type:") {
+                // Only the body itself can have the wrong type: every member's value is taken
+                // as any JSON value and checked by the visitor.
+                BadParams("a JSON body must be an object of string values".into())
+            } else if e.is_data() {
                 // One of the visitor's own refusals (or a body that is not an object): the
                 // position serde_json appends adds nothing to a message that names the member.
                 let text = e.to_string();
@@ -248,7 +252,11 @@ mod tests {
         check_json(r#"{"A":1}"#, Err("JSON member A must be a string"));
         check_json(
             r#"["A"]"#,
-            Err("invalid type: sequence, expected a JSON body that is an object of string values"),
+            Err("a JSON body must be an object of string values"),
+        );
+        check_json(
+            r#""A""#,
+            Err("a JSON body must be an object of string values"),
         );
         let mut params = Params::default();
         let why = params.extend_json(b"{\"A\":").unwrap_err().0;
