@@ -229,7 +229,14 @@ async fn followers_and_waits_are_capped_and_the_server_keeps_answering() {
             ("long", &template("Sleep 60;")),
             ("quick", &template("Log-Information hi;")),
         ],
-        &["--max-followers-per-job", "3", "--max-long-polls", "5"],
+        &[
+            "--max-followers-per-job",
+            "3",
+            "--max-long-polls",
+            "5",
+            "--max-connections",
+            "12",
+        ],
     )
     .await;
     let a = holtd.trigger("template=long").await;
@@ -263,6 +270,14 @@ async fn followers_and_waits_are_capped_and_the_server_keeps_answering() {
             refused.body.contains("waiting or following requests"),
             "{refused:?}"
         );
+    }
+    // More followers than connections served are all refused, and give their connections
+    // back...
+    for _ in 0..20 {
+        let refused = holtd
+            .get(&format!("/api/jobs/logs?token={c}&follow=true"))
+            .await;
+        assert_eq!(refused.status, 503, "{refused:?}");
     }
     // ...while health checks, triggers, status and plain log reads still answer.
     assert_eq!(holtd.get("/healthz").await.status, 200);

@@ -403,6 +403,31 @@ pub async fn control_characters_are_escaped_in_text(store: Arc<dyn JobStore>) {
         )
     );
     assert_eq!(store.logs(t, 0, 10).await.unwrap(), entries);
+
+    // Every character from U+0000 to U+3000 and around the line separators, one entry each in
+    // one chunk: what is stored and sent agrees with a fresh render, whole and from any offset.
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..0x3000u32)
+        .filter_map(char::from_u32)
+        .enumerate()
+        .map(|(i, c)| entry(i as u64, LogLevel::Info, &format!("a{c}b")))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let mut fresh = String::new();
+    for entry in &entries {
+        holt_domain::format_entry(&mut fresh, entry);
+    }
+    let (text, _) = store.logs_text(t, 0, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(text.lines().count(), entries.len());
+    assert!(text == fresh, "the stored text differs from a fresh render");
+    for from in [1, 0x0a, 0x0d, 0x85, 0x2028] {
+        let (text, _) = store
+            .logs_text(t, from, u64::MAX, usize::MAX)
+            .await
+            .unwrap();
+        assert!(fresh.ends_with(&text) && text.lines().count() == entries.len() - from as usize);
+    }
 }
 
 /// A watch over a job's committed log changes after the commit of its entries (they are
