@@ -19,6 +19,10 @@ use crate::routes::{Answer, App, Call, Refusal, check_key, job_for, read_call, t
 /// page this size is still large enough that a whole log streams in few round trips.
 const PAGE_BYTES: usize = 256 * 1024;
 
+/// The most entry text one page of an ndjson body takes: rendered with its JSON fields around
+/// it, a page comes to about `PAGE_BYTES` for short lines.
+const ENTRIES_PAGE_BYTES: usize = PAGE_BYTES / 2;
+
 /// The longest a status call may wait for its job to end.
 const MAX_WAIT_SECONDS: f64 = 60.0;
 
@@ -227,7 +231,7 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         tokio::spawn(stream_text(engine, token, next, first, tx));
         return Ok(response);
     }
-    let first = engine.log_entries(token, offset, PAGE_BYTES).await?;
+    let first = engine.log_entries(token, offset, ENTRIES_PAGE_BYTES).await?;
     tokio::spawn(stream_entries(engine, token, next, first, tx));
     Ok(response)
 }
@@ -279,7 +283,7 @@ async fn stream_entries(
         if tx.send(Ok(render(Format::Ndjson, &page))).await.is_err() || last + 1 >= next {
             return;
         }
-        page = match engine.log_entries(token, last + 1, PAGE_BYTES).await {
+        page = match engine.log_entries(token, last + 1, ENTRIES_PAGE_BYTES).await {
             Ok(page) => page,
             Err(e) => return fail(&tx, token, e).await,
         };
@@ -306,7 +310,7 @@ async fn follow_log(
 ) {
     loop {
         let page = tokio::select! {
-            page = follower.next(next, PAGE_BYTES) => page,
+            page = follower.next(next, ENTRIES_PAGE_BYTES) => page,
             () = tokio::time::sleep_until(deadline) => return,
             () = tx.closed() => return,
         };
