@@ -372,10 +372,10 @@ async fn a_follower_hears_a_committed_line_at_once() {
     }
     assert_eq!(delays.len(), 9, "{delays:?}");
     delays.sort_unstable();
-    // Woken by the commit, a follower hears a line within milliseconds; a follower that
-    // polled every 100 ms would hear it 50 ms late on average.
+    // Woken by the commit, a follower hears a line within milliseconds (the median of nine);
+    // one that checked every 100 ms heard each line about 100 ms late.
     assert!(
-        delays[5] < 25,
+        delays[4] < 50,
         "delays from write to arrival (ms): {delays:?}"
     );
     println!("follower delays (ms): {delays:?}");

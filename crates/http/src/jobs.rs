@@ -231,7 +231,9 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         tokio::spawn(stream_text(engine, token, next, first, tx));
         return Ok(response);
     }
-    let first = engine.log_entries(token, offset, ENTRIES_PAGE_BYTES).await?;
+    let first = engine
+        .log_entries(token, offset, ENTRIES_PAGE_BYTES)
+        .await?;
     tokio::spawn(stream_entries(engine, token, next, first, tx));
     Ok(response)
 }
@@ -283,7 +285,10 @@ async fn stream_entries(
         if tx.send(Ok(render(Format::Ndjson, &page))).await.is_err() || last + 1 >= next {
             return;
         }
-        page = match engine.log_entries(token, last + 1, ENTRIES_PAGE_BYTES).await {
+        page = match engine
+            .log_entries(token, last + 1, ENTRIES_PAGE_BYTES)
+            .await
+        {
             Ok(page) => page,
             Err(e) => return fail(&tx, token, e).await,
         };
