@@ -13,6 +13,7 @@ mod hardening;
 mod hostile;
 mod jobs;
 mod plans;
+mod protocol;
 mod reliability;
 mod soak;
 mod templates;

@@ -135,10 +135,8 @@ fn dependencies_point_one_way() {
         ("holt-domain", &["holt-plan"]),
         ("holt-storage", &["holt-domain", "holt-plan"]),
         ("holt-engine", &["holt-domain", "holt-plan", "holt-storage"]),
-        (
-            "holt-http",
-            &["holt-domain", "holt-plan", "holt-storage", "holt-engine"],
-        ),
+        // The HTTP layer reads and follows logs through the engine, never the store.
+        ("holt-http", &["holt-domain", "holt-plan", "holt-engine"]),
     ];
     for (package, may) in allowed {
         for dep in &meta.direct[*package] {
@@ -264,6 +262,29 @@ fn only_the_server_binary_constructs_a_concrete_store() {
                 "{} names {store}",
                 file.display()
             );
+        }
+    }
+}
+
+#[test]
+fn the_http_layer_names_no_storage_type() {
+    let meta = metadata();
+    let dir = &meta.members["holt-http"];
+    // Unit tests may build a real store to serve; production code reaches storage only
+    // through the engine.
+    let production = rust_files(dir)
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"));
+    for file in production {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for name in [
+            "holt_storage",
+            "JobStore",
+            "StoreError",
+            "SqliteStore",
+            "store()",
+        ] {
+            assert!(!text.contains(name), "{} names {name}", file.display());
         }
     }
 }

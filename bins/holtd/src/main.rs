@@ -119,6 +119,17 @@ struct ServeArgs {
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
+    /// The most followers (`follow=true`) of one job at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_followers_per_job)]
+    max_followers_per_job: usize,
+    /// The most status calls that wait and logs that follow at once, over all jobs; more get
+    /// 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_long_polls)]
+    max_long_polls: usize,
+    /// Seconds a followed log streams at most; then its body ends and the client goes on with
+    /// `offset`.
+    #[arg(long, default_value_t = HttpConfig::default().max_stream_duration.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    max_stream_seconds: u64,
 }
 
 /// Seconds as a duration, refusing values no clock can add (the configuration's own ranges
@@ -261,6 +272,9 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_variable_bytes: args.max_variable_bytes,
         header_read_timeout: seconds(args.header_read_timeout),
         body_read_timeout: seconds(args.body_read_timeout),
+        max_followers_per_job: args.max_followers_per_job,
+        max_long_polls: args.max_long_polls,
+        max_stream_duration: seconds(args.max_stream_seconds),
         ..HttpConfig::default()
     };
     let mut problems = engine_config.problems();

@@ -17,7 +17,10 @@ mod vars;
 
 pub use error::DomainError;
 pub use key::ApiKey;
-pub use log::{LogEntry, LogLevel, ScopePath, format_entry, format_line, split_message};
+pub use log::{
+    LogEntry, LogLevel, ScopePath, body_is_escaped, escaped_in_text, format_entry, format_line,
+    needs_escape, push_escaped, split_message,
+};
 pub use name::TemplateName;
 pub use status::JobStatus;
 pub use template::{

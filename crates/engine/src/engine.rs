@@ -137,8 +137,8 @@ impl Engine {
         self.dispatch();
     }
 
-    /// The store jobs are recorded in.
-    pub fn store(&self) -> &Arc<dyn JobStore> {
+    /// The store jobs are recorded in; only the engine reaches it.
+    pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
     }
 
@@ -295,12 +295,9 @@ impl Engine {
         self.inner.queue.position(token)
     }
 
-    /// Watches how far a job's log has been handed to the store, while the job has not ended.
-    pub fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
-        self.inner.queue.follow(token)
+    /// Watches a job's status while the job has not ended.
+    pub(crate) fn status_watch(&self, token: JobToken) -> Option<watch::Receiver<JobStatus>> {
+        self.inner.queue.watch_status(token)
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -323,7 +320,6 @@ impl Engine {
                         0,
                         job.secrets,
                         self.log_limits(),
-                        None,
                         None,
                     );
                     log.write_final(LogLevel::Error, CANCELED_MESSAGE).await?;

@@ -7,7 +7,11 @@ use thiserror::Error;
 pub enum EngineError {
     /// The store failed; nothing was accepted.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The request conflicts with what is recorded (an idempotency key used for another
+    /// request); nothing was done.
+    #[error("{0}")]
+    Conflict(String),
     /// The engine is shutting down and accepts no new jobs.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -47,4 +51,13 @@ pub enum EngineError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(reason) => EngineError::Conflict(reason),
+            e => EngineError::Store(e),
+        }
+    }
 }

@@ -13,7 +13,6 @@ use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::queue::LogProgress;
 
 /// How big a job's log may grow.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +55,6 @@ pub(crate) struct JobLog {
     /// value on its own (a program prints such a value as several lines).
     secrets: Vec<String>,
     limits: LogLimits,
-    /// Told the next sequence number after each hand-over, for followers.
-    logged: Option<LogProgress>,
     /// Counts the lines written, for `/metrics`.
     metrics: Option<Arc<Metrics>>,
 }
@@ -71,7 +68,6 @@ impl JobLog {
         next_seq: u64,
         secrets: Vec<String>,
         limits: LogLimits,
-        logged: Option<LogProgress>,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         let secrets = secret_patterns(secrets);
@@ -85,7 +81,6 @@ impl JobLog {
             }),
             secrets,
             limits,
-            logged,
             metrics,
         }
     }
@@ -192,12 +187,6 @@ impl JobLog {
         self.store.append_logs(self.token, entries).await?;
         if let Some(metrics) = &self.metrics {
             metrics.logged(count);
-        }
-        // Followers are woken only when there are any: a log nobody follows costs no wake-up.
-        if let Some(logged) = self.logged.as_ref().and_then(|cell| cell.get())
-            && logged.receiver_count() > 0
-        {
-            logged.send_replace(cursor.next);
         }
         Ok(())
     }

@@ -18,10 +18,6 @@ use tokio_util::sync::CancellationToken;
 use crate::EngineError;
 use crate::sync::lock;
 
-/// The sequence number a job's next log entry will get: entries before it have been handed to
-/// the store (and are readable once their batch commits).
-pub(crate) type LogProgress = Arc<OnceLock<watch::Sender<u64>>>;
-
 /// What the engine needs to run a job it has recorded.
 #[derive(Debug)]
 pub(crate) struct QueuedJob {
@@ -50,12 +46,8 @@ impl Stopper {
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) template: TemplateName,
-    /// Its status, for waiters.
+    /// Its status, for waiters and followers.
     pub(crate) status: watch::Sender<JobStatus>,
-    /// How far its log has been handed to the store, for followers: the channel is made when
-    /// the first follower comes, so a job nobody follows pays for no channel and its status
-    /// waiters are not woken by its log lines.
-    pub(crate) logged: LogProgress,
 }
 
 impl Live {
@@ -63,7 +55,6 @@ impl Live {
         Live {
             template,
             status: watch::Sender::new(JobStatus::Pending),
-            logged: LogProgress::default(),
         }
     }
 }
@@ -325,23 +316,11 @@ impl JobQueue {
             .map(|live| live.status.subscribe())
     }
 
-    /// Watches of a live job's status and of how far its log has been handed to the store.
-    pub(crate) fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
-        self.state().live.get(&token).map(|live| {
-            let logged = live.logged.get_or_init(|| watch::Sender::new(0));
-            (live.status.subscribe(), logged.subscribe())
-        })
-    }
-
-    /// Marks a live job as executing; returns its log progress cell for the job's log.
-    pub(crate) fn executing(&self, token: JobToken) -> Option<LogProgress> {
-        self.state().live.get(&token).map(|live| {
+    /// Marks a live job as executing.
+    pub(crate) fn executing(&self, token: JobToken) {
+        if let Some(live) = self.state().live.get(&token) {
             live.status.send_replace(JobStatus::Executing);
-            live.logged.clone()
-        })
+        }
     }
 
     /// Forgets a job that ended with `status`, telling its waiters.

@@ -64,7 +64,6 @@ impl Engine {
             Vec::new(),
             self.log_limits(),
             None,
-            None,
         );
         log.write_final(LogLevel::Error, message).await?;
         self.inner
@@ -139,7 +138,6 @@ impl Engine {
             Vec::new(),
             self.log_limits(),
             None,
-            None,
         );
         log.write_final(LogLevel::Error, INTERNAL_ERROR_MESSAGE)
             .await?;
@@ -155,7 +153,7 @@ impl Engine {
         store
             .set_status(job.token, JobStatus::Executing, now_ms())
             .await?;
-        let logged = self.inner.queue.executing(job.token);
+        self.inner.queue.executing(job.token);
         tracing::info!(job = %job.token, template = %job.template, "job executing");
         let log = Arc::new(JobLog::new(
             job.token,
@@ -163,7 +161,6 @@ impl Engine {
             0,
             job.secrets,
             self.log_limits(),
-            logged,
             Some(self.inner.metrics.clone()),
         ));
         log.write(

@@ -207,7 +207,7 @@ pub(crate) async fn fail_undecryptable(
     limits: LogLimits,
 ) -> Result<(), EngineError> {
     tracing::error!(job = %token, "a pending job's secret variables cannot be decrypted with the current secrets key; the job fails");
-    let log = JobLog::new(token, store.clone(), 0, Vec::new(), limits, None, None);
+    let log = JobLog::new(token, store.clone(), 0, Vec::new(), limits, None);
     log.write_final(LogLevel::Error, UNDECRYPTABLE_MESSAGE)
         .await?;
     store.set_status(token, JobStatus::Error, now_ms()).await?;

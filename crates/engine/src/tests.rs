@@ -61,7 +61,7 @@ async fn trigger(engine: &Engine, name: &str) -> Triggered {
 
 /// Returns once the job executes, woken by its status watch.
 async fn executing(engine: &Engine, token: JobToken) {
-    let (mut status, _) = engine.follow(token).expect("the job has not ended");
+    let mut status = engine.status_watch(token).expect("the job has not ended");
     tokio::time::timeout(PATIENCE, status.wait_for(|s| *s == JobStatus::Executing))
         .await
         .expect("the job starts")
@@ -275,6 +275,9 @@ impl JobStore for Faulty {
     }
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
         self.inner.recover(message, at_ms).await
+    }
+    fn watch_committed(&self, token: JobToken) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.watch_committed(token)
     }
 }
 

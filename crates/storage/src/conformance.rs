@@ -27,6 +27,9 @@ macro_rules! conformance_tests {
             retention,
             retention_takes_the_oldest_first,
             retention_forgets_the_keys_of_deleted_jobs,
+            log_pages_are_bounded_by_bytes,
+            control_characters_are_escaped_in_text,
+            commits_wake_watchers,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -377,7 +380,8 @@ pub async fn log_reads_are_bounded(store: Arc<dyn JobStore>) {
     assert_eq!(store.logs(t, 0, 4).await.unwrap(), entries[..4]);
     assert_eq!(store.logs(t, 8, 100).await.unwrap(), entries[8..]);
     assert!(store.logs(t, 0, 0).await.unwrap().is_empty());
-    let (text, last) = store.logs_text(t, 0, u64::MAX, 4).await.unwrap();
+    // Each line is 13 bytes: a page of 52 bytes holds four.
+    let (text, last) = store.logs_text(t, 0, u64::MAX, 52).await.unwrap();
     assert_eq!(
         (text.as_str(), last),
         (
@@ -471,6 +475,144 @@ pub async fn retention_forgets_the_keys_of_deleted_jobs(store: Arc<dyn JobStore>
         Some(JobStatus::Pending)
     );
     assert_eq!(store.prune_idempotency(0).await.unwrap(), 0);
+}
+
+/// Log pages hold at most the bytes asked for (at least one entry), cut at entry boundaries,
+/// and reading page after page gives the whole log exactly once.
+pub async fn log_pages_are_bounded_by_bytes(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..300)
+        .map(|i| {
+            entry(
+                i,
+                LogLevel::Info,
+                &format!("{i:03} {}", "x".repeat(i as usize)),
+            )
+        })
+        .collect();
+    for part in entries.chunks(37) {
+        store.append_logs(t, part.to_vec()).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    let mut whole = String::new();
+    for entry in &entries {
+        holt_domain::format_entry(&mut whole, entry);
+    }
+    for max in [1, 100, 1000, 4096, 50_000] {
+        let mut body = String::new();
+        let mut next = 0;
+        loop {
+            let (page, last) = store.logs_text(t, next, 300, max).await.unwrap();
+            let Some(last) = last else { break };
+            assert!(
+                page.len() <= max || page.lines().count() == 1,
+                "{max}: {}",
+                page.len()
+            );
+            assert_eq!(page.lines().count() as u64, last + 1 - next);
+            body.push_str(&page);
+            next = last + 1;
+        }
+        assert_eq!(body, whole, "pages of {max} bytes");
+        let mut seen = Vec::new();
+        let mut next = 0;
+        loop {
+            let page = store.logs_within(t, next, max).await.unwrap();
+            let Some(last) = page.last() else { break };
+            let size: usize = page.iter().map(|e| e.text.len()).sum();
+            assert!(size <= max || page.len() == 1, "{max}: {size}");
+            next = last.seq + 1;
+            seen.extend(page);
+        }
+        assert_eq!(seen, entries, "entries within {max} bytes");
+    }
+}
+
+/// Control characters in entry texts are escaped in the text form, one line per entry, and
+/// the entries themselves keep the exact text.
+pub async fn control_characters_are_escaped_in_text(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let texts = [
+        "ok\rERROR: forged",
+        "a\u{2028}WARN: b",
+        "\u{1b}[1A\u{1b}[2Kc\u{85}d",
+    ];
+    let entries: Vec<LogEntry> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| entry(i as u64, LogLevel::Info, text))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let (text, last) = store.logs_text(t, 0, 10, 10_000).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        (
+            "INFO: ok\\x0dERROR: forged\nINFO: a\\u2028WARN: b\nINFO: \\x1b[1A\\x1b[2Kc\\x85d\n",
+            Some(2)
+        )
+    );
+    assert_eq!(store.logs(t, 0, 10).await.unwrap(), entries);
+
+    // Every character from U+0000 to U+3000 and around the line separators, one entry each in
+    // one chunk: what is stored and sent agrees with a fresh render, whole and from any offset.
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..0x3000u32)
+        .filter_map(char::from_u32)
+        .enumerate()
+        .map(|(i, c)| entry(i as u64, LogLevel::Info, &format!("a{c}b")))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let mut fresh = String::new();
+    for entry in &entries {
+        holt_domain::format_entry(&mut fresh, entry);
+    }
+    let (text, _) = store.logs_text(t, 0, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(text.lines().count(), entries.len());
+    assert!(text == fresh, "the stored text differs from a fresh render");
+    for from in [1, 0x0a, 0x0d, 0x85, 0x2028] {
+        let (text, _) = store
+            .logs_text(t, from, u64::MAX, usize::MAX)
+            .await
+            .unwrap();
+        assert!(fresh.ends_with(&text) && text.lines().count() == entries.len() - from as usize);
+    }
+}
+
+/// A watch over a job's committed log changes after the commit of its entries (they are
+/// readable by then) and closes when the job's terminal status is committed.
+pub async fn commits_wake_watchers(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let other = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let mut watch = store.watch_committed(t);
+    store
+        .append_logs(other, vec![entry(0, LogLevel::Info, "elsewhere")])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert!(
+        !watch.has_changed().unwrap(),
+        "another job's log woke the watch"
+    );
+    store
+        .append_logs(
+            t,
+            vec![entry(0, LogLevel::Info, "a"), entry(1, LogLevel::Info, "b")],
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.changed())
+        .await
+        .expect("woken within 10 s")
+        .unwrap();
+    assert_eq!(*watch.borrow_and_update(), 2);
+    assert_eq!(store.logs(t, 0, 10).await.unwrap().len(), 2);
+    store.set_status(t, JobStatus::Succeeded, 5).await.unwrap();
+    assert!(
+        watch.changed().await.is_err(),
+        "the watch closes at the end"
+    );
 }
 
 #[cfg(test)]

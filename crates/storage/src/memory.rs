@@ -30,6 +30,8 @@ struct State {
     jobs: BTreeMap<JobToken, Job>,
     /// Idempotency key -> (fingerprint, job, when the key was used).
     keys: HashMap<String, (String, JobToken, i64)>,
+    /// Watches of followed jobs' committed logs (see [`JobStore::watch_committed`]).
+    watchers: HashMap<JobToken, tokio::sync::watch::Sender<u64>>,
 }
 
 struct Job {
@@ -167,6 +169,8 @@ impl JobStore for MemoryStore {
             record.started_ms = Some(at_ms);
         } else if status.is_terminal() {
             record.finished_ms = Some(at_ms);
+            // Nothing more will be added to its log: the watch closes.
+            state.watchers.remove(&token);
         }
         Ok(())
     }
@@ -179,10 +183,14 @@ impl JobStore for MemoryStore {
             tracing::error!(job = %token, "log entries dropped: no such job");
             return Ok(());
         };
+        let next = entries.last().map(|e| e.seq + 1);
         for entry in entries {
             // A sequence number already used keeps its first entry, as the SQLite store's
             // unique index does.
             job.log.entry(entry.seq).or_insert(entry);
+        }
+        if let (Some(next), Some(watch)) = (next, state.watchers.get(&token)) {
+            watch.send_replace(next);
         }
         Ok(())
     }
@@ -281,7 +289,7 @@ impl JobStore for MemoryStore {
         token: JobToken,
         from_seq: u64,
         before_seq: u64,
-        limit: usize,
+        max_bytes: usize,
     ) -> Result<(String, Option<u64>), StoreError> {
         let state = self.state();
         let mut body = String::new();
@@ -289,12 +297,27 @@ impl JobStore for MemoryStore {
         if let Some(job) = state.jobs.get(&token)
             && from_seq < before_seq
         {
-            for (seq, entry) in job.log.range(from_seq..before_seq).take(limit) {
+            for (seq, entry) in job.log.range(from_seq..before_seq) {
+                let mark = body.len();
                 holt_domain::format_entry(&mut body, entry);
+                if body.len() > max_bytes && last.is_some() {
+                    body.truncate(mark);
+                    break;
+                }
                 last = Some(*seq);
             }
         }
         Ok((body, last))
+    }
+
+    fn watch_committed(&self, token: JobToken) -> tokio::sync::watch::Receiver<u64> {
+        let mut state = self.state();
+        state.watchers.retain(|_, watch| watch.receiver_count() > 0);
+        state
+            .watchers
+            .entry(token)
+            .or_insert_with(|| tokio::sync::watch::Sender::new(0))
+            .subscribe()
     }
 
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {

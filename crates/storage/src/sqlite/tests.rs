@@ -120,7 +120,7 @@ fn migrating_from_one_row_per_line_keeps_every_entry() {
         );
         assert_eq!(entries[1].scope.segments(), ["Deploy"]);
         assert_eq!(entries[1].time_ms, 11);
-        let (text, last) = store.logs_text(token, 0, 10, 10).await.unwrap();
+        let (text, last) = store.logs_text(token, 0, 10, 1000).await.unwrap();
         assert_eq!(
             (text.as_str(), last),
             ("DEBUG: start\nINFO: one \"quoted\"\nERROR: done\n", Some(2))
@@ -174,12 +174,56 @@ async fn many_appends_in_one_batch_read_back_from_any_offset() {
             "from {from}"
         );
     }
-    let (text, last) = store.logs_text(token, 0, u64::MAX, 20_000).await.unwrap();
+    let (text, last) = store
+        .logs_text(token, 0, u64::MAX, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(text.lines().count() as u64, total);
     assert_eq!(last, Some(total - 1));
+    // A byte limit inside the first chunk cuts it at a line end.
     let (text, last) = store.logs_text(token, 0, u64::MAX, 5000).await.unwrap();
-    assert_eq!(text.lines().count(), 5000);
-    assert_eq!(last, Some(4999));
+    let lines = text.lines().count() as u64;
+    assert!(text.len() <= 5000 && text.len() > 4900, "{}", text.len());
+    assert_eq!(last, Some(lines - 1));
+    assert!(text.ends_with(&format!("INFO: line {}\n", lines - 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_stored_before_escaping_are_rendered_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holt.db");
+    let store = SqliteStore::open(&SqliteConfig::new(&path)).unwrap();
+    let token = store
+        .create_job(NewJob {
+            template: "hdars".parse().unwrap(),
+            plan: String::new(),
+            variables: Variables::new(),
+            created_ms: 0,
+            idempotency: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    store.flush().await.unwrap();
+    // A chunk as an older build wrote it: the carriage return kept raw in the stored text.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries) VALUES (?1, 0, 1, ?2, ?3)",
+        params![
+            token.id() as i64,
+            "INFO: ok\rERROR: forged\nINFO: two\n",
+            r#"[[1,0,"","ok\rERROR: forged"],[1,0,"","two"]]"#
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    let (text, last) = store.logs_text(token, 0, 10, 1000).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        ("INFO: ok\\x0dERROR: forged\nINFO: two\n", Some(1))
+    );
+    let (text, _) = store.logs_text(token, 1, 10, 1000).await.unwrap();
+    assert_eq!(text, "INFO: two\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +261,10 @@ async fn long_entries_beyond_the_log_budget_are_all_kept_in_bounded_chunks() {
         let got = store.logs(token, from, 1).await.unwrap();
         assert_eq!(got, vec![entry(from)], "from {from}");
     }
-    let (text, last) = store.logs_text(token, 0, u64::MAX, 1000).await.unwrap();
+    let (text, last) = store
+        .logs_text(token, 0, u64::MAX, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!((text.lines().count(), last), (80, Some(79)));
     let largest: i64 = store
         .read(|conn| {

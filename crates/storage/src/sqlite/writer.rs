@@ -2,6 +2,7 @@
 //! commits, and only then acknowledges each caller (group commit).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::chunks::{MAX_CHUNK, MAX_CHUNK_BYTES};
+use super::committed::Committed;
 use super::encode_variables;
 use crate::{Created, NewJob, StoreError};
 
@@ -68,10 +70,11 @@ impl Drop for WriterHandle {
 pub(crate) fn spawn(
     conn: Connection,
     receiver: mpsc::Receiver<Command>,
+    committed: Arc<Committed>,
 ) -> Result<WriterHandle, StoreError> {
     let thread = std::thread::Builder::new()
         .name("holt-sqlite-writer".into())
-        .spawn(move || run(conn, receiver))
+        .spawn(move || run(conn, receiver, &committed))
         .map_err(|e| StoreError::Database(Box::new(e)))?;
     Ok(WriterHandle {
         thread: Some(thread),
@@ -97,7 +100,7 @@ enum Outcome {
     None,
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &Committed) {
     // Internal writes of a batch that could not be committed, in order, waiting to be retried.
     let mut retained: Vec<Command> = Vec::new();
     // Why the database cannot be written, while it cannot.
@@ -169,6 +172,8 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
                     tracing::warn!(was = %reason, "the database can be written again");
                 }
                 delay = RETRY_FIRST;
+                // Followers are told only now, after the commit: what wakes them is readable.
+                committed.publish(&batch);
                 acknowledge(batch, outcomes);
             }
             Err(reason) => {
