@@ -235,6 +235,7 @@ impl Engine {
                 plan: template.plan.clone(),
                 secrets: crate::run::secrets_of(Some(&template), &merged),
                 variables: merged,
+                first_seq: 0,
             });
             // Released only after the start, so the next trigger of a template whose policy
             // depends on the queue sees what a trigger after this one returned would see.
@@ -317,7 +318,7 @@ impl Engine {
                     let log = JobLog::new(
                         job.token,
                         self.inner.store.clone(),
-                        0,
+                        job.first_seq,
                         job.secrets,
                         self.log_limits(),
                         None,

@@ -26,6 +26,9 @@ pub(crate) struct QueuedJob {
     pub(crate) plan: Arc<Plan>,
     pub(crate) variables: Variables,
     pub(crate) secrets: Vec<String>,
+    /// The sequence number its first log entry gets: 0, unless a previous process had begun
+    /// its log before stopping.
+    pub(crate) first_seq: u64,
 }
 
 /// Stops one running job, saying why.

@@ -32,12 +32,21 @@ impl Engine {
         match holt_plan::parse(&record.plan) {
             Ok(plan) => {
                 let secrets = secrets_of(template.as_deref(), &record.variables);
+                // A previous process may have handed over the job's first line before it
+                // stopped; the job's log goes on after it rather than numbering from 0 again.
+                let first_seq = self
+                    .inner
+                    .store
+                    .last_seq(record.token)
+                    .await?
+                    .map_or(0, |seq| seq + 1);
                 self.inner.queue.resume(QueuedJob {
                     token: record.token,
                     template: record.template,
                     plan: Arc::new(plan),
                     secrets,
                     variables: record.variables,
+                    first_seq,
                 });
             }
             Err(diagnostics) => {
@@ -148,6 +157,22 @@ impl Engine {
     /// the next start turns into `Error` with an explanation.
     async fn run(&self, job: QueuedJob, stopper: &Stopper) -> Result<(), EngineError> {
         let store = &self.inner.store;
+        let log = Arc::new(JobLog::new(
+            job.token,
+            store.clone(),
+            job.first_seq,
+            job.secrets,
+            self.log_limits(),
+            Some(self.inner.metrics.clone()),
+        ));
+        // The first line is handed over before the status change, and the store applies writes
+        // in order: once `Executing` is durable, and shown, the line is readable too.
+        log.write(
+            LogLevel::Debug,
+            &ScopePath::root(),
+            &format!("Job started from template {}.", job.template),
+        )
+        .await?;
         // The job is durably `Executing` before any of its plan is evaluated: should evaluating
         // it bring the process down, the next start ends it rather than running it again.
         store
@@ -155,20 +180,6 @@ impl Engine {
             .await?;
         self.inner.queue.executing(job.token);
         tracing::info!(job = %job.token, template = %job.template, "job executing");
-        let log = Arc::new(JobLog::new(
-            job.token,
-            store.clone(),
-            0,
-            job.secrets,
-            self.log_limits(),
-            Some(self.inner.metrics.clone()),
-        ));
-        log.write(
-            LogLevel::Debug,
-            &ScopePath::root(),
-            &format!("Job started from template {}.", job.template),
-        )
-        .await?;
 
         let run = interp::run(
             &job.plan,
