@@ -130,6 +130,18 @@ impl Holtd {
         self.child.as_ref().expect("holtd is running").id()
     }
 
+    /// holtd's resident memory now, in bytes (`VmRSS` of /proc/<pid>/status).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kb * 1024
+    }
+
     async fn spawn(&mut self) {
         let mut child = Command::new(holtd_binary())
             .arg("--listen")
@@ -352,6 +364,59 @@ pub fn alive(pid: &str) -> bool {
             .trim_start()
             .starts_with('Z')
     })
+}
+
+/// Sends raw bytes on a new connection and reads one response: its status, its headers (names
+/// lowercase) and its body (by `Content-Length`, or to the end of the connection). Fails after
+/// `within`. For requests no well-behaved client would send.
+pub async fn raw_request(
+    addr: SocketAddr,
+    bytes: &[u8],
+    within: Duration,
+) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    // A server may answer before it has read everything (and close); the answer is what counts.
+    let _ = stream.write_all(bytes).await;
+    tokio::time::timeout(within, async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status = lines
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("no status line")?;
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let length = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .and_then(|(_, v)| v.parse::<usize>().ok());
+                let body_start = end + 4;
+                let complete = length.is_some_and(|l| got.len() >= body_start + l);
+                if complete {
+                    let body = got[body_start..body_start + length.unwrap_or(0)].to_vec();
+                    return Ok(Reply {
+                        status,
+                        headers,
+                        body: String::from_utf8(body)?,
+                    });
+                }
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err("the connection closed before a whole response".into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await?
 }
 
 /// A response, read whole.

@@ -8,10 +8,13 @@
 mod api;
 mod beyond;
 mod docs;
+mod embed;
 mod hardening;
+mod hostile;
 mod infra;
 mod jobs;
 mod plans;
+mod protocol;
 mod reliability;
 mod soak;
 mod ssh;

@@ -145,7 +145,7 @@ async fn hostile_variable_values_are_one_argument_and_run_nothing() {
     }
 }
 
-fn url_encode(value: &str) -> String {
+pub(crate) fn url_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| {

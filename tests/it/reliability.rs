@@ -65,6 +65,91 @@ async fn a_crash_leaves_no_process_of_an_interrupted_job_running() {
 }
 
 #[tokio::test]
+async fn a_process_that_escapes_its_group_and_environment_does_not_outlive_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // Each escapee double-forks, leaves the job's process group and session, and clears its
+    // environment, so neither the group kill nor the environment mark finds it. The second
+    // ignores SIGTERM and keeps starting children of its own.
+    let plan = format!(
+        "SHExec >>(env -i setsid sh -c 'echo `$`$ > {d}/plain; exec sleep 300' &); (env -i setsid sh -c 'trap \"\" TERM; echo `$`$ > {d}/stubborn; while :; do sleep 1; done' &); while [ ! -s {d}/plain ] || [ ! -s {d}/stubborn ]; do sleep 0.01; done>>;"
+    );
+    let holtd = Holtd::start(&[("escape", &template(&plan))], &["--kill-grace", "1"]).await;
+    let token = holtd.trigger("template=escape").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let pids: Vec<String> = ["plain", "stubborn"]
+        .iter()
+        .map(|name| std::fs::read_to_string(dir.path().join(name)).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while pids.iter().any(|pid| alive(pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<&String> = pids.iter().filter(|pid| alive(pid)).collect();
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "escaped processes {left:?} outlived their job"
+    );
+    // Nothing holtd adopted is left as a zombie either: it reaps what it ends.
+    let me = holtd.pid().to_string();
+    let zombies = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            .filter(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !zombies().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(zombies(), Vec::<String>::new(), "zombies left");
+}
+
+#[tokio::test]
+async fn an_adopted_process_that_exits_is_reaped_while_its_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let plan =
+        format!("SHExec >>(setsid sh -c 'echo `$`$ > {d}/brief; exec sleep 0.2' &); sleep 10>>;");
+    let holtd = Holtd::start(&[("brief", &template(&plan))], &[]).await;
+    let token = holtd.trigger("template=brief").await;
+    let pid_file = dir.path().join("brief");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if !pid.trim().is_empty() {
+            break pid.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the escapee never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Gone from /proc altogether, not left as a zombie, while the job still runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the adopted process {pid} was not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(holtd.status(&token, "").await, "Executing");
+}
+
+#[tokio::test]
 async fn sigterm_stops_jobs_still_running_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let mut holtd = Holtd::start(
@@ -275,6 +360,52 @@ async fn a_job_flooding_output_does_not_grow_memory() {
     assert_eq!(log.lines().count(), 1002, "{}", &log[..500.min(log.len())]);
 }
 
+/// holtd's resident memory now, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Samples holtd's resident memory until the job ends; returns the highest sample.
+async fn peak_rss_until_terminal(holtd: &Holtd, token: &str, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_kb(holtd.pid()));
+        if matches!(
+            holtd.status(token, "").await.as_str(),
+            "Succeeded" | "Warning" | "Error"
+        ) {
+            return peak.max(rss_kb(holtd.pid()));
+        }
+        assert!(Instant::now() < deadline, "job {token} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_printing_hundreds_of_megabytes_of_long_lines_keeps_memory_flat() {
+    // 400 MB in lines of 60 KiB, every line stored: what is handed to the store but not yet
+    // committed must stay bounded, whatever the job prints and however slow the disk.
+    let flood = template(
+        "SHExec >>head -c 400000000 /dev/zero | tr '\\0' x | fold -w 61440; yes 'short line' | head -c 100000000>>;",
+    );
+    let holtd = Holtd::start(&[("flood", &flood)], &["--max-log-line-bytes", "100000"]).await;
+    let before = rss_kb(holtd.pid());
+    let token = holtd.trigger("template=flood").await;
+    let peak = peak_rss_until_terminal(&holtd, &token, Duration::from_secs(300)).await;
+    eprintln!("holtd RSS: {before} kB before, {peak} kB at the peak");
+    assert!(
+        peak < before + 64 * 1024,
+        "holtd's memory grew from {before} kB to {peak} kB"
+    );
+    assert_eq!(holtd.status(&token, "").await, "Succeeded");
+}
+
 #[tokio::test]
 async fn keys_never_reach_logs_or_bodies_and_hashed_keys_work() {
     // sha256("s3cr3t-key")
@@ -346,6 +477,242 @@ async fn secret_variables_are_masked_everywhere_in_the_log() {
             assert!(log.contains(line), "missing {line:?} in\n{log}");
         }
     }
+}
+
+/// A template with a secret variable `Password` whose plan is `plan`.
+fn with_secret(plan: &str) -> String {
+    format!(
+        "{}[variables.Password]\nsecret = true\ndefault = \"unused\"\n",
+        template(plan)
+    )
+}
+
+#[tokio::test]
+async fn a_multi_line_secret_is_masked_line_by_line_and_whole() {
+    let plan = "Log-Information \"whole: $Password\";\nSHExec >>printf '%s\\n' $Password; printf 'x%sy\\n' $Password>>;";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    // "first-secret-line\nsecond-secret-line", percent-encoded.
+    let token = holtd
+        .trigger("template=secret&Password=first-secret-line%0Asecond-secret-line")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("secret-line"), "{log}");
+    for line in [
+        "INFO: whole: ***\n",
+        "INFO: ***\nINFO: ***\n",
+        "INFO: x***\nINFO: ***y\n",
+    ] {
+        assert!(log.contains(line), "missing {line:?} in\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_holding_a_quote_is_masked_in_the_quoted_command_line() {
+    let plan = "Exec printf (Arguments: '\"%s`n\" $Password');";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    // "o'brien-pass", percent-encoded.
+    let token = holtd
+        .trigger("template=secret&Password=o%27brien-pass")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("brien"), "{log}");
+    assert!(log.contains("DEBUG: ' '***'\n"), "{log}");
+}
+
+#[tokio::test]
+async fn a_secret_at_the_cut_of_a_long_line_is_masked_not_cut() {
+    // The secret starts 6 bytes before the line limit, in a line longer than the reader's
+    // buffer; and, with a small limit, in a line whose masks would pull later text forward.
+    let plan = "SHExec >>head -c 65530 /dev/zero | tr '\\0' a; printf '%stail\\n' $Password; printf 'x'; for i in 1 2 3 4 5 6 7 8 9 10; do printf %s $Password; done; echo>>;";
+    let holtd = Holtd::start(&[("secret", &with_secret(plan))], &[]).await;
+    let token = holtd
+        .trigger("template=secret&Password=hunter2-abcdef")
+        .await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(!log.contains("hunt"), "the start of the secret leaked");
+    assert!(
+        log.contains(&format!(
+            "INFO: {}*** [line truncated]\n",
+            "a".repeat(65530)
+        )),
+        "the long line is not masked and cut"
+    );
+    assert!(
+        log.contains(&format!("INFO: x{}\n", "***".repeat(10))),
+        "{}",
+        &log[log.len() - 300..]
+    );
+
+    let small = Holtd::start(
+        &[("secret", &with_secret(plan))],
+        &["--max-log-line-bytes", "20"],
+    )
+    .await;
+    let token = small.trigger("template=secret&Password=abcdef").await;
+    assert_eq!(small.wait_terminal(&token, "").await, "Succeeded");
+    let log = small.logs(&token, "").await;
+    assert!(
+        log.contains("INFO: x************ [line truncated]\n"),
+        "{log}"
+    );
+    assert!(!log.contains("abc"), "{log}");
+}
+
+#[tokio::test]
+async fn the_line_limit_applies_to_process_output_above_64_kib() {
+    let plan = "SHExec >>head -c 100000 /dev/zero | tr '\\0' x; echo; head -c 300000 /dev/zero | tr '\\0' y; echo>>;";
+    let holtd = Holtd::start(
+        &[("long", &template(plan))],
+        &["--max-log-line-bytes", "200000"],
+    )
+    .await;
+    let token = holtd.trigger("template=long").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains(&format!("INFO: {}\n", "x".repeat(100_000))),
+        "the 100 kB line was cut"
+    );
+    assert!(log.contains(&format!("INFO: {} [line truncated]\n", "y".repeat(200_000))));
+}
+
+#[tokio::test]
+async fn a_job_log_stops_at_its_byte_limit_with_one_warning() {
+    let plan = "SHExec >>seq 1 200 | while read i; do echo \"line `$i of fifty bytes, padded to be long enough.\"; done>>;";
+    let holtd = Holtd::start(
+        &[("chatty", &template(plan))],
+        &["--max-log-bytes-per-job", "2000"],
+    )
+    .await;
+    let token = holtd.trigger("template=chatty").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    let warning =
+        "WARN: This job's log reached its limit of 2000 bytes; later lines are dropped.\n";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(
+        log.ends_with(&format!("{warning}INFO: Job succeeded.\n")),
+        "{log}"
+    );
+    let stored: usize = log
+        .lines()
+        .filter(|l| !l.starts_with("WARN") && !l.ends_with("Job succeeded."))
+        .map(|l| l.split_once(": ").unwrap().1.len())
+        .sum();
+    assert!(stored <= 2000, "{stored} bytes stored");
+    assert!(log.contains("line 30 of"), "{log}");
+    assert!(!log.contains("line 200 of"), "{log}");
+}
+
+/// Whether a file (if it exists) holds `text` anywhere in its bytes.
+fn file_holds(path: &std::path::Path, text: &str) -> bool {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .windows(text.len())
+        .any(|w| w == text.as_bytes())
+}
+
+#[tokio::test]
+async fn secret_values_are_sealed_at_rest_and_a_lost_key_fails_only_their_jobs() {
+    use std::os::unix::fs::PermissionsExt;
+    let templates = [
+        ("blocker", template("SHExec >>sleep 60>>;")),
+        (
+            "secret",
+            with_secret("SHExec >>printf %s $Password | sha256sum>>;"),
+        ),
+        ("plain", template("Log-Information plain-ran;")),
+    ];
+    let templates: Vec<(&str, &str)> = templates.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let one_at_a_time = ["--max-concurrent-jobs", "1"];
+    let mut holtd = Holtd::start(&templates, &one_at_a_time).await;
+    let key_file = holtd.dir().join("holt.secrets.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file is not private");
+
+    // A pending job holds its secret across a restart: the database must not.
+    let value = "sealed-value-4f8a2c";
+    let digest = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {value} | sha256sum")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let blocker = holtd.trigger("template=blocker").await;
+    holtd.wait_status(&blocker, "Executing").await;
+    let trigger = format!("/api/jobs/trigger?template=secret&Password={value}");
+    let idempotent = [("Idempotency-Key", "retry-1")];
+    let token = holtd.request("GET", &trigger, &idempotent, "").await.body;
+    assert_eq!(holtd.status(&token, "").await, "Pending");
+    holtd.kill9();
+    for file in ["holt.db", "holt.db-wal"] {
+        let path = holtd.dir().join(file);
+        assert!(!file_holds(&path, value), "{file} holds the secret value");
+    }
+    holtd.restart().await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains(&format!("INFO: {digest}  -\n")),
+        "the job ran with another value:\n{log}"
+    );
+    // The idempotency key still finds its job: its fingerprint is a digest, not the values.
+    let again = holtd.request("GET", &trigger, &idempotent, "").await;
+    assert_eq!((again.status, again.body.as_str()), (200, token.as_str()));
+
+    // A different key: the pending job with sealed values fails with the reason, others run.
+    let blocker = holtd.trigger("template=blocker").await;
+    holtd.wait_status(&blocker, "Executing").await;
+    let sealed = holtd
+        .trigger(&format!("template=secret&Password={value}"))
+        .await;
+    let plain = holtd.trigger("template=plain").await;
+    holtd.kill9();
+    let other_key = holtd.dir().join("other.key");
+    let other_key = other_key.to_str().unwrap();
+    holtd
+        .restart_with_args(&["--max-concurrent-jobs", "1", "--secrets-key", other_key])
+        .await;
+    assert_eq!(holtd.wait_terminal(&sealed, "").await, "Error");
+    assert_eq!(
+        holtd.logs(&sealed, "").await,
+        "ERROR: This job's secret variables cannot be decrypted with the current key (the secrets key file was replaced or lost since the job was triggered); the job cannot run.\n"
+    );
+    assert_eq!(holtd.wait_terminal(&plain, "").await, "Succeeded");
+    assert_eq!(holtd.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_secrets_key_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut holtd = Holtd::start(&[("t", &template("Log-Information hi;"))], &[]).await;
+    holtd.kill9();
+    let key_file = holtd.dir().join("holt.secrets.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(holt_tests::holtd_binary())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(holtd.db())
+        .arg("--templates")
+        .arg(holtd.dir().join("templates"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holt.secrets.key: the secrets key file is open to other users (mode 644); make it private with `chmod 600`"),
+        "{stderr}"
+    );
 }
 
 /// A small tmpfs, unmounted when dropped: a disk that really fills up.

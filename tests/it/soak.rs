@@ -11,6 +11,9 @@ use holt_tests::{Holtd, try_request};
 
 const PLAN: &str = "allow_api = true\nplan = '''\nLog-Information \"job $JobToken\";\nSHExec >>for i in 1 2 3 4 5; do echo line `$i; sleep 0.02; done>>;\nLog-Information done;\n'''\n";
 
+/// A job certain to be running at a crash, so that every crash interrupts at least one.
+const LONG: &str = "allow_api = true\nplan = '''\nLog-Information \"long $JobToken\";\nSHExec >>sleep 60>>;\n'''\n";
+
 /// How long the clients run, and when holtd is killed.
 const RUN: Duration = Duration::from_secs(24);
 const KILLS: [Duration; 2] = [Duration::from_secs(8), Duration::from_secs(16)];
@@ -18,7 +21,11 @@ const CLIENTS: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_with_two_crashes() {
-    let mut holtd = Holtd::start(&[("work", PLAN)], &["--max-concurrent-jobs", "32"]).await;
+    let mut holtd = Holtd::start(
+        &[("work", PLAN), ("long", LONG)],
+        &["--max-concurrent-jobs", "32"],
+    )
+    .await;
     let addr = Arc::new(Mutex::new(holtd.addr));
     let tokens: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
@@ -65,6 +72,9 @@ async fn soak_with_two_crashes() {
 
     for kill_at in KILLS {
         tokio::time::sleep(kill_at.saturating_sub(started.elapsed())).await;
+        let long = holtd.trigger("template=long").await;
+        holtd.wait_log(&long, "long ").await;
+        tokens.lock().unwrap().push(long);
         holtd.kill9();
         holtd.restart().await;
         *addr.lock().unwrap() = holtd.addr;
@@ -126,8 +136,9 @@ async fn soak_with_two_crashes() {
         assert!(job.status.is_terminal() && job.status != JobStatus::Warning);
     }
     assert!(
-        interrupted >= 1,
-        "no job was running at either crash; the test proves nothing"
+        interrupted >= KILLS.len(),
+        "only {interrupted} jobs were interrupted by {} crashes",
+        KILLS.len()
     );
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 

@@ -46,6 +46,8 @@ pub(crate) struct Sizes {
     pub(crate) t6_jobs: u64,
     /// Starts timed in T6 (the median is reported).
     pub(crate) starts: usize,
+    /// Lines the T7 job prints, one every 20 ms.
+    pub(crate) t7_lines: u64,
     /// The longest any wait for holtd may take before the figure is given up.
     pub(crate) patience: Duration,
 }
@@ -65,6 +67,7 @@ impl Sizes {
             t5_window: Duration::from_secs(5),
             t6_jobs: 1_000_000,
             starts: 5,
+            t7_lines: 1_000,
             patience: Duration::from_secs(600),
         }
     }
@@ -80,6 +83,7 @@ impl Sizes {
             t5_jobs: 1_000,
             t5_window: Duration::from_secs(2),
             t6_jobs: 100_000,
+            t7_lines: 150,
             patience: Duration::from_secs(120),
             ..Sizes::full()
         }
@@ -922,5 +926,90 @@ async fn populate(db: &Path, jobs: u64) -> Result<(), BoxError> {
     // Dropping the last handle ends the writer thread, which closes (and checkpoints) the
     // database; that waits, so it is done off the runtime's threads.
     tokio::task::spawn_blocking(move || drop(store)).await?;
+    Ok(())
+}
+
+/// T7: from a line written by a job to its arrival at a follower of the job's log. The job's
+/// program prints the time of day in nanoseconds, one line every 20 ms; the follower reads
+/// the followed text body and, for each line, takes the difference to its own clock (the same
+/// machine's). The line's way: the program's pipe, the log, the writer's commit (synced, with
+/// `--durability full`), the commit notice that wakes the follower, the store read and HTTP.
+pub(crate) async fn t7(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
+    let sizes = bench.sizes;
+    let lines = sizes.t7_lines;
+    let plan = format!("SHExec >>for i in `$(seq {lines}); do date +%s%N; sleep 0.02; done>>;");
+    let dir = HoltdDir::new("t7", &[("ticks", template(&plan))])?;
+    let holtd = Holtd::start(
+        &bench.holtd,
+        &dir.db(),
+        &dir.templates(),
+        &["--durability", "full"],
+    )
+    .await?;
+    let mut client = Client::connect(holtd.addr).await?;
+    let (code, token) = client.get("/api/jobs/trigger?template=ticks").await?;
+    if code != 200 {
+        return Err(format!("trigger: {code} {}", String::from_utf8_lossy(&token)).into());
+    }
+    let token = String::from_utf8_lossy(&token).trim().to_owned();
+    let mut follower = Client::connect(holtd.addr).await?;
+    let response = follower
+        .send(&format!("/api/jobs/logs?token={token}&follow=true"))
+        .await?;
+    if response.status() != 200 {
+        return Err(format!("follow: {}", response.status()).into());
+    }
+    let mut body = response.into_body();
+    let mut pending = Vec::new();
+    let mut delays_us: Vec<u32> = Vec::new();
+    let deadline = Instant::now() + sizes.patience;
+    while let Some(frame) = tokio::time::timeout_at(deadline.into(), body.frame())
+        .await
+        .map_err(|_| format!("the job was not done after {:?}", sizes.patience))?
+    {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let printed = text
+                .trim_end()
+                .strip_prefix("INFO: ")
+                .and_then(|t| t.parse::<u128>().ok());
+            if let Some(printed) = printed {
+                let delay = now_ns.saturating_sub(printed) / 1000;
+                delays_us.push(delay.min(u128::from(u32::MAX)) as u32);
+            }
+        }
+    }
+    if delays_us.len() as u64 != lines {
+        return Err(format!("the follower got {} of {lines} lines", delays_us.len()).into());
+    }
+    delays_us.sort_unstable();
+    let p = |q| quantile_ms(&delays_us, q).ok_or_else(|| "no lines".to_owned());
+    report.figure(
+        "T7 line written -> received by a follower, p50",
+        p(0.5),
+        "ms",
+        None,
+        "",
+    );
+    report.figure(
+        "T7 line written -> received by a follower, p99",
+        p(0.99),
+        "ms",
+        None,
+        "",
+    );
+    report.note(format!(
+        "T7: {} lines, one every 20 ms, followed in the text form; max {} ms",
+        number(lines as f64),
+        p(1.0).map_or("?".to_owned(), number)
+    ));
     Ok(())
 }

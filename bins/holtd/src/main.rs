@@ -61,6 +61,11 @@ struct ServeArgs {
     /// The SQLite database file; created when missing.
     #[arg(long, default_value = "holt.db")]
     db: PathBuf,
+    /// The key that seals secret variable values in the database: 64 hexadecimal digits,
+    /// created (mode 0600) when missing. Default: `holt.secrets.key` in the database's
+    /// directory. A key file other users may read is refused.
+    #[arg(long)]
+    secrets_key: Option<PathBuf>,
     /// The directory of template files (`NAME.toml`). SIGHUP loads it again.
     #[arg(long, default_value = "templates")]
     templates: PathBuf,
@@ -86,6 +91,9 @@ struct ServeArgs {
     /// The longest log line kept, in bytes; longer lines are cut and marked.
     #[arg(long, default_value_t = engine_defaults().max_log_line_bytes)]
     max_log_line_bytes: usize,
+    /// The most bytes of log text one job keeps; later lines are dropped after a WARN line.
+    #[arg(long, default_value_t = engine_defaults().max_log_bytes_per_job)]
+    max_log_bytes_per_job: u64,
     /// The largest request head (request line and headers), in bytes; larger gets 431.
     #[arg(long, default_value_t = http_defaults().max_head_bytes)]
     max_head_bytes: usize,
@@ -134,6 +142,17 @@ struct ServeArgs {
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
+    /// The most followers (`follow=true`) of one job at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_followers_per_job)]
+    max_followers_per_job: usize,
+    /// The most status calls that wait and logs that follow at once, over all jobs; more get
+    /// 503 with Retry-After.
+    #[arg(long, default_value_t = HttpConfig::default().max_long_polls)]
+    max_long_polls: usize,
+    /// Seconds a followed log streams at most; then its body ends and the client goes on with
+    /// `offset`.
+    #[arg(long, default_value_t = HttpConfig::default().max_stream_duration.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    max_stream_seconds: u64,
 }
 
 /// Seconds as a duration, refusing values no clock can add (the configuration's own ranges
@@ -165,6 +184,7 @@ fn main() -> ExitCode {
         }) => check(&templates, credentials.as_deref()),
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .thread_stack_size(holt_engine::WORKER_STACK_BYTES)
                 .enable_all()
                 .build()
             {
@@ -228,8 +248,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
+    let key_path = args.secrets_key.clone().unwrap_or_else(|| {
+        args.db
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("holt.secrets.key")
+    });
+    let secrets_key = holt_engine::SecretsKey::load_or_create(&key_path)
+        .map_err(|e| format!("cannot use the secrets key {e}"))?;
     let store = SqliteStore::open(&store_config)
         .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let engine_config = EngineConfig {
+        secrets_key,
+        ..engine_config
+    };
+    // Processes that escape a job's process group are re-parented to holtd, which ends them.
+    if let Err(e) = holt_engine::adopt_escaped_processes() {
+        tracing::warn!(error = %e, "cannot adopt processes that escape their job; they may outlive it");
+    }
     let engine = Engine::start(Arc::new(store), catalog, engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;
@@ -271,6 +307,7 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_pending_jobs: args.max_pending_jobs,
         max_log_lines_per_job: args.max_log_lines_per_job,
         max_log_line_bytes: args.max_log_line_bytes,
+        max_log_bytes_per_job: args.max_log_bytes_per_job,
         retain_days: args.retain_days,
         retention_interval: seconds(args.retention_interval),
         ssh_known_hosts: args.ssh_known_hosts.clone(),
@@ -286,6 +323,9 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         header_read_timeout: seconds(args.header_read_timeout),
         body_read_timeout: seconds(args.body_read_timeout),
         admin_keys: admin_keys(&args.admin_key_sha256)?,
+        max_followers_per_job: args.max_followers_per_job,
+        max_long_polls: args.max_long_polls,
+        max_stream_duration: seconds(args.max_stream_seconds),
         ..HttpConfig::default()
     };
     let mut problems = engine_config.problems();

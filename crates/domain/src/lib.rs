@@ -24,11 +24,14 @@ pub use infra::{
     InfraVariables, Inventory, LOCALHOST, Role, RolePatch, Server, ServerPatch, ServerType,
 };
 pub use key::ApiKey;
-pub use log::{LogEntry, LogLevel, ScopePath, format_entry, format_line, split_message};
+pub use log::{
+    LogEntry, LogLevel, ScopePath, body_is_escaped, escaped_in_text, format_entry, format_line,
+    needs_escape, push_escaped, split_message,
+};
 pub use name::TemplateName;
 pub use status::JobStatus;
 pub use template::{
     OnLimit, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
 };
 pub use token::JobToken;
-pub use vars::{VarName, Variables};
+pub use vars::{BUILT_IN_VARIABLES, VarName, Variables, is_built_in_variable};

@@ -85,9 +85,22 @@ impl PartialEq for VariableDecl {
 }
 
 impl VariableDecl {
+    /// The shortest non-empty value a secret variable may have, in characters. Masking replaces
+    /// every occurrence of a secret's value in the log, so a shorter one would garble ordinary
+    /// words and numbers and, by what it garbles, give the secret away.
+    pub const MIN_SECRET_CHARS: usize = 4;
+
     /// Checks one value against the declaration's rules; the message names the variable and
-    /// the rule it breaks.
+    /// the rule it breaks. An empty secret is allowed (there is nothing to mask).
     pub fn check(&self, value: &str) -> Result<(), String> {
+        let chars = value.chars().count();
+        if self.secret && (1..Self::MIN_SECRET_CHARS).contains(&chars) {
+            return Err(format!(
+                "variable {} is secret and must be empty or at least {} characters long",
+                self.name,
+                Self::MIN_SECRET_CHARS
+            ));
+        }
         if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a == value) {
             return Err(format!(
                 "variable {} must be one of: {}",
@@ -123,11 +136,16 @@ impl Template {
         shift(self.plan_origin, line, column)
     }
 
-    /// Checks a trigger's variables against the declarations: undeclared names (when not
-    /// allowed), missing required variables, values outside `allowed` or `pattern`. The message
-    /// names the variable and the rule.
+    /// Checks a trigger's variables against the declarations: built-in names, undeclared names
+    /// (when not allowed), missing required variables, values outside `allowed` or `pattern`,
+    /// secrets too short to mask. The message names the variable and the rule.
     pub fn check_variables(&self, given: &Variables) -> Result<(), String> {
         for (name, value) in given.iter() {
+            if name.is_built_in() {
+                return Err(format!(
+                    "variable {name} is built in: only the engine sets it, a trigger cannot"
+                ));
+            }
             match self.variables.iter().find(|d| d.name == *name) {
                 Some(decl) => decl.check(value)?,
                 None if !self.allow_undeclared_variables => {
@@ -202,6 +220,16 @@ impl Template {
                     continue;
                 }
             };
+            if name.is_built_in() {
+                errors.push(diag(
+                    text,
+                    spec.span(),
+                    format!(
+                        "variable {name} is built in: only the engine sets it, a template cannot declare it"
+                    ),
+                ));
+                continue;
+            }
             if variables.iter().any(|d| d.name == name) {
                 errors.push(diag(
                     text,

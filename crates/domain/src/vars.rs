@@ -5,6 +5,19 @@ use std::str::FromStr;
 
 use crate::DomainError;
 
+/// The variables the engine defines for every job, written as documented. Their values come
+/// from the engine alone: a trigger, a template or a plan cannot set them, because a plan relies
+/// on them (a work directory named after `$JobToken`, a branch on `$ExecutionState`) and a forged
+/// value would turn that trust against it.
+pub const BUILT_IN_VARIABLES: &[&str] = &["JobToken", "ExecutionState"];
+
+/// Whether a scalar variable name (in any case) is one of [`BUILT_IN_VARIABLES`].
+pub fn is_built_in_variable(name: &str) -> bool {
+    BUILT_IN_VARIABLES
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(name))
+}
+
 /// A variable name: up to 50 letters, digits, `_` or `-`, starting with a letter.
 ///
 /// Names compare case-insensitively, as in the plan language: `$TargetServer` and
@@ -27,6 +40,11 @@ impl VarName {
     /// The case-folded form that identifies the variable.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Whether this is the name of a built-in variable, which only the engine sets.
+    pub fn is_built_in(&self) -> bool {
+        is_built_in_variable(&self.key)
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 
 use holt_domain::{Template, TemplateDiagnostic};
-use holt_plan::{ArgValue, Block, Diagnostic, DirectiveKind, Else, Plan, Pos, StatementKind};
+use holt_plan::{
+    ArgValue, Block, Diagnostic, DirectiveKind, Else, Plan, Pos, Sigil, StatementKind, VarRef,
+};
 
 /// An operation the engine runs: its name and the named arguments it takes (besides the
 /// positional value, which every operation here accepts).
@@ -136,6 +138,17 @@ impl Checker {
         self.found.push(Diagnostic::new(pos, message));
     }
 
+    /// Reports a variable the plan would assign when it is a built-in one, which only the
+    /// engine sets.
+    fn assigned(&mut self, pos: Pos, var: &VarRef) {
+        if var.sigil == Sigil::Scalar && holt_domain::is_built_in_variable(&var.name) {
+            self.report(
+                pos,
+                format!("{var} is a built-in variable and cannot be set"),
+            );
+        }
+    }
+
     /// `loops` counts the `foreach` statements around the block, for `break` and `continue`.
     fn block(&mut self, block: &Block, loops: usize) {
         for statement in &block.statements {
@@ -150,6 +163,9 @@ impl Checker {
                         None => self.report(op.pos, format!("unknown operation `{shown}`")),
                         Some(spec) => {
                             for arg in &op.args {
+                                if let ArgValue::Output(var) = &arg.value {
+                                    self.assigned(op.pos, var);
+                                }
                                 let known = match &arg.value {
                                     ArgValue::Input(_) => spec.args,
                                     ArgValue::Output(_) => spec.outputs,
@@ -197,7 +213,10 @@ impl Checker {
                         }
                     }
                 }
-                StatementKind::Foreach { body, .. } => self.block(body, loops + 1),
+                StatementKind::Foreach { var, body, .. } => {
+                    self.assigned(pos, var);
+                    self.block(body, loops + 1);
+                }
                 StatementKind::Unsupported { construct, body } => {
                     self.report(pos, format!("`{construct}` is not supported by Holt"));
                     self.block(body, loops);
@@ -214,7 +233,12 @@ impl Checker {
                     self.block(body, loops);
                     self.block(catch, loops);
                 }
-                StatementKind::Module { body, .. } => self.block(body, 0),
+                StatementKind::Module { params, body, .. } => {
+                    for param in params {
+                        self.assigned(pos, &param.var);
+                    }
+                    self.block(body, 0);
+                }
                 StatementKind::Call { name, .. } => {
                     let bare = match name.rsplit_once("::") {
                         Some((ns, bare))
@@ -232,8 +256,8 @@ impl Checker {
                         self.report(pos, format!("unknown module `{name}`"));
                     }
                 }
-                StatementKind::Set { .. }
-                | StatementKind::Await(_)
+                StatementKind::Set { target, .. } => self.assigned(pos, target),
+                StatementKind::Await(_)
                 | StatementKind::Break
                 | StatementKind::Continue
                 | StatementKind::Return

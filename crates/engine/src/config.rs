@@ -17,6 +17,8 @@ pub struct EngineConfig {
     pub max_log_lines_per_job: u64,
     /// The longest log entry kept, in bytes; longer ones are cut and marked.
     pub max_log_line_bytes: usize,
+    /// The most bytes of log text one job keeps; later lines are dropped after one line saying so.
+    pub max_log_bytes_per_job: u64,
     /// How long a trigger waits for the store to confirm the new job.
     pub store_timeout: Duration,
     /// How long an idempotency key stands for its first job.
@@ -31,6 +33,9 @@ pub struct EngineConfig {
     pub ssh_known_hosts: Option<std::path::PathBuf>,
     /// How long an SSH connection may take to be established.
     pub ssh_connect_timeout: Duration,
+    /// Seals secret variable values before they are stored and keys idempotency fingerprints
+    /// (see the `secrets` module). The default is a random key for this process only.
+    pub secrets_key: crate::secrets::SecretsKey,
 }
 
 impl Default for EngineConfig {
@@ -42,12 +47,14 @@ impl Default for EngineConfig {
             max_pending_jobs: 100_000,
             max_log_lines_per_job: 10_000_000,
             max_log_line_bytes: 64 * 1024,
+            max_log_bytes_per_job: 1024 * 1024 * 1024,
             store_timeout: Duration::from_secs(10),
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             retain_days: None,
             retention_interval: Duration::from_secs(60),
             ssh_known_hosts: None,
             ssh_connect_timeout: Duration::from_secs(10),
+            secrets_key: crate::secrets::SecretsKey::default(),
         }
     }
 }
@@ -121,6 +128,13 @@ impl EngineConfig {
             self.max_log_line_bytes as u128,
             1,
             MAX_LOG_LINE_BYTES as u128,
+            "",
+        );
+        range(
+            "max-log-bytes-per-job",
+            u128::from(self.max_log_bytes_per_job),
+            1,
+            u128::from(u64::MAX / 2),
             "",
         );
         range(

@@ -8,7 +8,6 @@ use holt_domain::{
     TemplateName, Variables,
 };
 use holt_storage::{Idempotency, JobStore, NewJob};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +25,7 @@ pub(crate) const INTERRUPTED_MESSAGE: &str =
     "The server stopped while this job was executing; the job did not finish.";
 
 /// The line a job gets when this process shuts down before it finishes.
-const SHUTDOWN_MESSAGE: &str =
+pub(crate) const SHUTDOWN_MESSAGE: &str =
     "The server shut down while this job was executing; the job was stopped.";
 
 /// The line a canceled job ends with.
@@ -152,8 +151,8 @@ impl Engine {
         *lock(&self.inner.credentials) = Arc::new(credentials);
     }
 
-    /// The store jobs are recorded in.
-    pub fn store(&self) -> &Arc<dyn JobStore> {
+    /// The store jobs are recorded in; only the engine reaches it.
+    pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
     }
 
@@ -224,7 +223,9 @@ impl Engine {
         let merged = template.defaults().overridden_by(variables);
         let idempotency = idempotency_key.map(|key| Idempotency {
             key: scoped_key(&template.name, key),
-            fingerprint: fingerprint(&template.name, variables),
+            // Stored as a keyed digest: the fingerprint covers every value, secrets included.
+            fingerprint: (self.inner.config.secrets_key)
+                .digest(&fingerprint(&template.name, variables)),
             not_before_ms: now_ms() - self.inner.config.idempotency_window.as_millis() as i64,
         });
         // Recording and queueing run in their own task: should the store be too slow to confirm
@@ -238,7 +239,12 @@ impl Engine {
                 .create_job(NewJob {
                     template: template.name.clone(),
                     plan: template.plan_source.clone(),
-                    variables: merged.clone(),
+                    // Secret values are stored sealed (see the `secrets` module).
+                    variables: crate::secrets::seal_variables(
+                        &engine.inner.config.secrets_key,
+                        &template,
+                        &merged,
+                    ),
                     created_ms: now_ms(),
                     idempotency,
                 })
@@ -248,14 +254,18 @@ impl Engine {
             }
             tracing::debug!(job = %created.token, template = %template.name, "job created");
             engine.inner.metrics.triggered(&template.name);
-            reservation.enqueue(QueuedJob {
+            let policy = reservation.enqueue(QueuedJob {
                 token: created.token,
                 template: template.name.clone(),
                 plan: template.plan.clone(),
                 secrets: crate::run::secrets_of(Some(&template), &merged),
                 variables: merged,
+                first_seq: 0,
             });
+            // Released only after the start, so the next trigger of a template whose policy
+            // depends on the queue sees what a trigger after this one returned would see.
             engine.dispatch();
+            drop(policy);
             Ok::<_, EngineError>(Triggered::Created(created.token))
         });
         let timeout = self.inner.config.store_timeout;
@@ -311,12 +321,9 @@ impl Engine {
         self.inner.queue.position(token)
     }
 
-    /// Watches how far a job's log has been handed to the store, while the job has not ended.
-    pub fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
-        self.inner.queue.follow(token)
+    /// Watches a job's status while the job has not ended.
+    pub(crate) fn status_watch(&self, token: JobToken) -> Option<watch::Receiver<JobStatus>> {
+        self.inner.queue.watch_status(token)
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -336,10 +343,9 @@ impl Engine {
                     let log = JobLog::new(
                         job.token,
                         self.inner.store.clone(),
-                        0,
+                        job.first_seq,
                         job.secrets,
                         self.log_limits(),
-                        None,
                         None,
                     );
                     log.write_final(LogLevel::Error, CANCELED_MESSAGE).await?;
@@ -403,6 +409,8 @@ impl Engine {
                 let _ = tokio::time::timeout_at(deadline, ended).await;
             }
         }
+        // Every job has ended: whatever escaped their process groups goes too.
+        process::end_escaped(self.inner.config.kill_grace).await;
         if let Err(e) = self.inner.store.flush().await {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }
@@ -415,19 +423,19 @@ fn scoped_key(template: &TemplateName, key: &str) -> String {
     format!("{}:{}:{key}", template.as_str().len(), template.as_str())
 }
 
-/// The request an idempotency key stands for: a SHA-256 digest of the template and the
-/// trigger's own variables, names case-folded and sorted, each part length-prefixed so no two
-/// requests collide. Only the digest is stored, so it reveals no value, secret or not.
+/// The request an idempotency key stands for: the template and the trigger's own variables,
+/// names case-folded and sorted, each part length-prefixed so no two requests collide. It holds
+/// every value, so only a keyed digest of it is stored.
 fn fingerprint(template: &TemplateName, variables: &Variables) -> String {
-    let mut hash = Sha256::new();
-    let mut part = |text: &str| {
-        hash.update((text.len() as u64).to_le_bytes());
-        hash.update(text.as_bytes());
-    };
-    part(template.as_str());
+    let mut out = format!("{}:{}", template.as_str().len(), template.as_str());
     for (name, value) in variables.iter() {
-        part(name.key());
-        part(value);
+        out.push_str(&format!(
+            ";{}:{}={}:{}",
+            name.key().len(),
+            name.key(),
+            value.len(),
+            value
+        ));
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    out
 }

@@ -7,7 +7,14 @@ use thiserror::Error;
 pub enum EngineError {
     /// The store failed; nothing was accepted.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The request conflicts with what is recorded (an idempotency key used for another
+    /// request); nothing was done.
+    #[error("{0}")]
+    Conflict(String),
+    /// A change to the infrastructure model breaks one of its rules; nothing was changed.
+    #[error(transparent)]
+    Infra(holt_domain::InfraError),
     /// The engine is shutting down and accepts no new jobs.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -39,4 +46,22 @@ pub enum EngineError {
         /// How long the engine waited.
         seconds: u64,
     },
+    /// The secrets key file cannot be used: unreadable, malformed, or open to other users.
+    #[error("{}: {reason}", path.display())]
+    SecretsKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(reason) => EngineError::Conflict(reason),
+            StoreError::Infra(e) => EngineError::Infra(e),
+            e => EngineError::Store(e),
+        }
+    }
 }

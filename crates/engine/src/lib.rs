@@ -15,15 +15,23 @@ mod engine;
 mod error;
 mod interp;
 mod joblog;
+mod logs;
 mod metrics;
 mod process;
 mod queue;
 mod retention;
 mod run;
+mod secrets;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
 pub use engine::{Canceled, Engine, Triggered};
 pub use error::EngineError;
+pub use interp::error::WORKER_STACK_BYTES;
+pub use logs::{LogFollower, TextPage};
 pub use metrics::Metrics;
+pub use process::adopt_escaped_processes;
+pub use secrets::SecretsKey;

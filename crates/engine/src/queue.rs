@@ -18,10 +18,6 @@ use tokio_util::sync::CancellationToken;
 use crate::EngineError;
 use crate::sync::lock;
 
-/// The sequence number a job's next log entry will get: entries before it have been handed to
-/// the store (and are readable once their batch commits).
-pub(crate) type LogProgress = Arc<OnceLock<watch::Sender<u64>>>;
-
 /// What the engine needs to run a job it has recorded.
 #[derive(Debug)]
 pub(crate) struct QueuedJob {
@@ -30,6 +26,9 @@ pub(crate) struct QueuedJob {
     pub(crate) plan: Arc<Plan>,
     pub(crate) variables: Variables,
     pub(crate) secrets: Vec<String>,
+    /// The sequence number its first log entry gets: 0, unless a previous process had begun
+    /// its log before stopping.
+    pub(crate) first_seq: u64,
 }
 
 /// Stops one running job, saying why.
@@ -50,12 +49,8 @@ impl Stopper {
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) template: TemplateName,
-    /// Its status, for waiters.
+    /// Its status, for waiters and followers.
     pub(crate) status: watch::Sender<JobStatus>,
-    /// How far its log has been handed to the store, for followers: the channel is made when
-    /// the first follower comes, so a job nobody follows pays for no channel and its status
-    /// waiters are not woken by its log lines.
-    pub(crate) logged: LogProgress,
 }
 
 impl Live {
@@ -63,7 +58,6 @@ impl Live {
         Live {
             template,
             status: watch::Sender::new(JobStatus::Pending),
-            logged: LogProgress::default(),
         }
     }
 }
@@ -130,14 +124,18 @@ pub(crate) enum Admission {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     queue: Arc<JobQueue>,
-    /// Held until the job is queued, for templates whose policy depends on the queue.
-    _policy: Option<OwnedMutexGuard<()>>,
+    /// Held until the job is queued and started if it can be, for templates whose policy
+    /// depends on the queue.
+    policy: Option<OwnedMutexGuard<()>>,
     used: bool,
 }
 
 impl Reservation {
-    /// Queues the recorded job in the reserved place.
-    pub(crate) fn enqueue(mut self, job: QueuedJob) {
+    /// Queues the recorded job in the reserved place. Returns the template's policy lock, to
+    /// be released once the job has been started if it can be: until then the next trigger
+    /// would see it waiting, where a trigger after this one returned sees it running.
+    #[must_use = "the policy lock is released when dropped"]
+    pub(crate) fn enqueue(mut self, job: QueuedJob) -> Option<OwnedMutexGuard<()>> {
         {
             let mut state = self.queue.state();
             state.reserved = state.reserved.saturating_sub(1);
@@ -148,6 +146,7 @@ impl Reservation {
         }
         self.used = true;
         self.queue.enqueued.notify_waiters();
+        self.policy.take()
     }
 }
 
@@ -239,7 +238,7 @@ impl JobQueue {
         drop(state);
         Ok(Admission::Admit(Reservation {
             queue: self.clone(),
-            _policy: policy,
+            policy,
             used: false,
         }))
     }
@@ -320,23 +319,11 @@ impl JobQueue {
             .map(|live| live.status.subscribe())
     }
 
-    /// Watches of a live job's status and of how far its log has been handed to the store.
-    pub(crate) fn follow(
-        &self,
-        token: JobToken,
-    ) -> Option<(watch::Receiver<JobStatus>, watch::Receiver<u64>)> {
-        self.state().live.get(&token).map(|live| {
-            let logged = live.logged.get_or_init(|| watch::Sender::new(0));
-            (live.status.subscribe(), logged.subscribe())
-        })
-    }
-
-    /// Marks a live job as executing; returns its log progress cell for the job's log.
-    pub(crate) fn executing(&self, token: JobToken) -> Option<LogProgress> {
-        self.state().live.get(&token).map(|live| {
+    /// Marks a live job as executing.
+    pub(crate) fn executing(&self, token: JobToken) {
+        if let Some(live) = self.state().live.get(&token) {
             live.status.send_replace(JobStatus::Executing);
-            live.logged.clone()
-        })
+        }
     }
 
     /// Forgets a job that ended with `status`, telling its waiters.

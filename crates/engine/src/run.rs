@@ -18,17 +18,35 @@ pub(crate) const INTERNAL_ERROR_MESSAGE: &str =
 
 impl Engine {
     /// Queues a job found pending at start.
-    pub(crate) async fn resume(&self, record: JobRecord) -> Result<(), EngineError> {
+    pub(crate) async fn resume(&self, mut record: JobRecord) -> Result<(), EngineError> {
+        // Secret values were stored sealed; a job whose values this key cannot open fails alone.
+        let key = &self.inner.config.secrets_key;
+        match crate::secrets::open_variables(key, &record.variables) {
+            Some(variables) => record.variables = variables,
+            None => {
+                let (store, limits) = (&self.inner.store, self.log_limits());
+                return crate::secrets::fail_undecryptable(store, record.token, limits).await;
+            }
+        }
         let template = self.templates().get(&record.template).cloned();
         match holt_plan::parse(&record.plan) {
             Ok(plan) => {
                 let secrets = secrets_of(template.as_deref(), &record.variables);
+                // A previous process may have handed over the job's first line before it
+                // stopped; the job's log goes on after it rather than numbering from 0 again.
+                let first_seq = self
+                    .inner
+                    .store
+                    .last_seq(record.token)
+                    .await?
+                    .map_or(0, |seq| seq + 1);
                 self.inner.queue.resume(QueuedJob {
                     token: record.token,
                     template: record.template,
                     plan: Arc::new(plan),
                     secrets,
                     variables: record.variables,
+                    first_seq,
                 });
             }
             Err(diagnostics) => {
@@ -55,7 +73,6 @@ impl Engine {
             Vec::new(),
             self.log_limits(),
             None,
-            None,
         );
         log.write_final(LogLevel::Error, message).await?;
         self.inner
@@ -69,6 +86,7 @@ impl Engine {
         LogLimits {
             max_lines: self.inner.config.max_log_lines_per_job,
             max_line_bytes: self.inner.config.max_log_line_bytes,
+            max_bytes: self.inner.config.max_log_bytes_per_job,
         }
     }
 
@@ -129,7 +147,6 @@ impl Engine {
             Vec::new(),
             self.log_limits(),
             None,
-            None,
         );
         log.write_final(LogLevel::Error, INTERNAL_ERROR_MESSAGE)
             .await?;
@@ -140,28 +157,29 @@ impl Engine {
     /// the next start turns into `Error` with an explanation.
     async fn run(&self, job: QueuedJob, stopper: &Stopper) -> Result<(), EngineError> {
         let store = &self.inner.store;
-        // The job is durably `Executing` before any of its plan is evaluated: should evaluating
-        // it bring the process down, the next start ends it rather than running it again.
-        store
-            .set_status(job.token, JobStatus::Executing, now_ms())
-            .await?;
-        let logged = self.inner.queue.executing(job.token);
-        tracing::info!(job = %job.token, template = %job.template, "job executing");
         let log = Arc::new(JobLog::new(
             job.token,
             store.clone(),
-            0,
+            job.first_seq,
             job.secrets,
             self.log_limits(),
-            logged,
             Some(self.inner.metrics.clone()),
         ));
+        // The first line is handed over before the status change, and the store applies writes
+        // in order: once `Executing` is durable, and shown, the line is readable too.
         log.write(
             LogLevel::Debug,
             &ScopePath::root(),
             &format!("Job started from template {}.", job.template),
         )
         .await?;
+        // The job is durably `Executing` before any of its plan is evaluated: should evaluating
+        // it bring the process down, the next start ends it rather than running it again.
+        store
+            .set_status(job.token, JobStatus::Executing, now_ms())
+            .await?;
+        self.inner.queue.executing(job.token);
+        tracing::info!(job = %job.token, template = %job.template, "job executing");
 
         let run = interp::run(
             &job.plan,

@@ -29,7 +29,7 @@ impl Body {
     /// A streamed body and the sender its producer writes chunks to. The channel holds a few
     /// chunks, so a slow client slows the producer instead of growing a buffer.
     pub fn channel() -> (mpsc::Sender<Result<Bytes, BodyError>>, Self) {
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(2);
         (tx, Body::Channel(rx))
     }
 }

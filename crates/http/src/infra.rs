@@ -9,7 +9,6 @@ use holt_domain::{
     ServerPatch,
 };
 use holt_engine::EngineError;
-use holt_storage::StoreError;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -283,7 +282,7 @@ fn infra_refusal(e: InfraError) -> Refusal {
 
 fn refusal(e: EngineError) -> Refusal {
     match e {
-        EngineError::Store(StoreError::Infra(e)) => infra_refusal(e),
+        EngineError::Infra(e) => infra_refusal(e),
         e => e.into(),
     }
 }

@@ -5,22 +5,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName, VarName, Variables, format_entry};
-use holt_engine::{Canceled, Triggered};
-use holt_storage::JobStore;
+use holt_engine::{Canceled, Engine, LogFollower, TextPage, Triggered};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::body::Body;
+use crate::limits::LongPoll;
 use crate::routes::{Answer, App, Call, Refusal, check_key, job_for, read_call, text};
 
-/// How many log entries one read of a streamed log body takes.
-const LOG_PAGE: usize = 1024;
+/// The most text one read of a log body takes, and so about what a streamed body holds per
+/// chunk: a reader that does not read holds the few chunks of its channel and no more, and a
+/// page this size is still large enough that a whole log streams in few round trips.
+const PAGE_BYTES: usize = 256 * 1024;
 
-/// How many entries one read of a text log body takes. Whole chunks are stored ready to send,
-/// so a page costs about its text (around a megabyte for short lines) and big pages mean few
-/// round trips to the database.
-const TEXT_PAGE: usize = 65_536;
+/// The most entry text one page of an ndjson body takes: rendered with its JSON fields around
+/// it, a page comes to about `PAGE_BYTES` for short lines.
+const ENTRIES_PAGE_BYTES: usize = PAGE_BYTES / 2;
 
 /// The longest a status call may wait for its job to end.
 const MAX_WAIT_SECONDS: f64 = 60.0;
@@ -125,7 +126,8 @@ pub(crate) async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let mut call = read_call(&app, req).await?;
     let wait = seconds_param(&mut call, "wait", MAX_WAIT_SECONDS)?;
     let (token, mut status) = job_for(&app, &mut call).await?;
-    if let Some(wait) = wait.filter(|_| !status.is_terminal()) {
+    if let Some(wait) = wait.filter(|w| !status.is_terminal() && !w.is_zero()) {
+        let _slot = LongPoll::wait(&app)?;
         status = app
             .engine
             .wait(token, wait)
@@ -196,9 +198,8 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
     // The status is read before the end of the log: a job whose status is terminal has all
     // of its log committed, so a body read after it is complete.
     let (token, status) = job_for(&app, &mut call).await?;
-    let store = app.engine.store().clone();
-    let watch = if follow {
-        app.engine.follow(token)
+    let follower = if follow {
+        app.engine.follow_log(token)
     } else {
         None
     };
@@ -213,63 +214,44 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         }),
     );
     headers.insert("x-holt-status", HeaderValue::from_static(status.as_str()));
-    if follow && watch.is_some() {
-        tokio::spawn(follow_log(store, token, offset, format, watch, tx));
+    if let Some(follower) = follower {
+        let slot = LongPoll::follow(&app, token)?;
+        let deadline = tokio::time::Instant::now() + app.config.max_stream_duration;
+        tokio::spawn(follow_log(follower, offset, format, tx, slot, deadline));
         return Ok(response);
     }
-    let last = store.last_seq(token).await?;
-    let next = last.map_or(offset, |last| (last + 1).max(offset));
+    let next = app.engine.log_end(token).await?.max(offset);
     headers.insert("x-holt-next-offset", HeaderValue::from(next));
     // The first page is read before answering, so a store failure is still a clean 503.
+    let engine = app.engine.clone();
     if format == Format::Text {
-        let first = store.logs_text(token, offset, next, TEXT_PAGE).await?;
-        tokio::spawn(stream_text(store, token, next, first, tx));
+        let first = engine
+            .log_text_page(token, offset, next, PAGE_BYTES)
+            .await?;
+        tokio::spawn(stream_text(engine, token, next, first, tx));
         return Ok(response);
     }
-    let first = store.logs(token, offset, LOG_PAGE).await?;
-    tokio::spawn(async move {
-        let mut page = first;
-        loop {
-            page.retain(|e| e.seq < next);
-            let Some(last) = page.last().map(|e| e.seq) else {
-                break;
-            };
-            if tx.send(Ok(render(format, &page))).await.is_err() {
-                return;
-            }
-            if last + 1 >= next || page.len() < LOG_PAGE {
-                break;
-            }
-            page = match store.logs(token, last + 1, LOG_PAGE).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(job = %token, error = %e, "log read failed mid-body");
-                    let _ = tx.send(Err(Box::new(e))).await;
-                    return;
-                }
-            };
-        }
-    });
+    let first = engine
+        .log_entries(token, offset, ENTRIES_PAGE_BYTES)
+        .await?;
+    tokio::spawn(stream_entries(engine, token, next, first, tx));
     Ok(response)
 }
 
+type Sender = tokio::sync::mpsc::Sender<Result<Bytes, crate::body::BodyError>>;
+
 /// Streams a text log body up to `next`, reading each page while the previous one is sent.
-async fn stream_text(
-    store: Arc<dyn JobStore>,
-    token: JobToken,
-    next: u64,
-    first: (String, Option<u64>),
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, crate::body::BodyError>>,
-) {
-    let (mut text, mut last) = first;
+/// The channel holds a few pages, so a reader that does not read stops the reads.
+async fn stream_text(engine: Engine, token: JobToken, next: u64, first: TextPage, tx: Sender) {
+    let TextPage { mut text, mut last } = first;
     while let Some(seq) = last {
         let more = seq + 1 < next;
         let send = tx.send(Ok(Bytes::from(std::mem::take(&mut text))));
         let read = async {
             if more {
-                store.logs_text(token, seq + 1, next, TEXT_PAGE).await
+                engine.log_text_page(token, seq + 1, next, PAGE_BYTES).await
             } else {
-                Ok((String::new(), None))
+                Ok(TextPage::default())
             }
         };
         let (sent, read) = tokio::join!(send, read);
@@ -277,64 +259,79 @@ async fn stream_text(
             return;
         }
         match read {
-            Ok((page, page_last)) => {
-                text = page;
-                last = page_last;
+            Ok(page) => {
+                text = page.text;
+                last = page.last;
             }
-            Err(e) => {
-                tracing::error!(job = %token, error = %e, "log read failed mid-body");
-                let _ = tx.send(Err(Box::new(e))).await;
-                return;
-            }
+            Err(e) => return fail(&tx, token, e).await,
         }
     }
 }
 
-type Watch = Option<(
-    tokio::sync::watch::Receiver<JobStatus>,
-    tokio::sync::watch::Receiver<u64>,
-)>;
-
-/// Streams a job's log as it is written, until the job has ended and every entry is sent.
-async fn follow_log(
-    store: Arc<dyn JobStore>,
+/// Streams an ndjson log body up to `next`, page by page.
+async fn stream_entries(
+    engine: Engine,
     token: JobToken,
+    next: u64,
+    first: Vec<LogEntry>,
+    tx: Sender,
+) {
+    let mut page = first;
+    loop {
+        page.retain(|e| e.seq < next);
+        let Some(last) = page.last().map(|e| e.seq) else {
+            return;
+        };
+        if tx.send(Ok(render(Format::Ndjson, &page))).await.is_err() || last + 1 >= next {
+            return;
+        }
+        page = match engine
+            .log_entries(token, last + 1, ENTRIES_PAGE_BYTES)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => return fail(&tx, token, e).await,
+        };
+    }
+}
+
+/// Ends a body whose read failed half-way: the connection is closed rather than a short body
+/// passing for a whole one.
+async fn fail(tx: &Sender, token: JobToken, e: holt_engine::EngineError) {
+    tracing::error!(job = %token, error = %e, "log read failed mid-body");
+    let _ = tx.send(Err(Box::new(e))).await;
+}
+
+/// Streams a job's log as it is committed, until the job has ended and every entry is sent, the
+/// client goes away, or the stream's lifetime is over (the body then ends cleanly, and the
+/// client goes on with `offset`). The long-poll slot is held for as long.
+async fn follow_log(
+    mut follower: LogFollower,
     mut next: u64,
     format: Format,
-    mut watch: Watch,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, crate::body::BodyError>>,
+    tx: Sender,
+    _slot: LongPoll,
+    deadline: tokio::time::Instant,
 ) {
     loop {
-        let page = match store.logs(token, next, LOG_PAGE).await {
-            Ok(page) => page,
+        let page = tokio::select! {
+            page = follower.next(next, ENTRIES_PAGE_BYTES) => page,
+            () = tokio::time::sleep_until(deadline) => return,
+            () = tx.closed() => return,
+        };
+        match page {
+            Ok(Some(page)) => {
+                next = page.last().map_or(next, |e| e.seq + 1);
+                if tx.send(Ok(render(format, &page))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
             Err(e) => {
+                tracing::error!(error = %e, "log read failed mid-body");
                 let _ = tx.send(Err(Box::new(e))).await;
                 return;
             }
-        };
-        if let Some(last) = page.last() {
-            next = last.seq + 1;
-            if tx.send(Ok(render(format, &page))).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let Some((status, logged)) = watch.as_mut() else {
-            // The job had ended when the page was read: everything is sent.
-            return;
-        };
-        if status.borrow_and_update().is_terminal() {
-            // Terminal status is committed after the last entry; one more read finishes.
-            watch = None;
-            continue;
-        }
-        tokio::select! {
-            changed = status.changed() => if changed.is_err() { watch = None },
-            changed = logged.changed() => if changed.is_err() { watch = None },
-            // Entries handed to the store become readable when their batch commits, a moment
-            // after the watch moves; a short pause covers that gap.
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            () = tx.closed() => return,
         }
     }
 }

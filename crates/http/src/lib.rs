@@ -2,14 +2,15 @@
 //! responses for Otter's Job Orchestration API (`/api/jobs/trigger`, `/status`, `/logs`) and
 //! `/healthz`.
 //!
-//! It holds an `Engine` and, through it, `Arc<dyn JobStore>`; it never names a concrete store.
-//! It may depend on `holt-domain`, `holt-storage` (traits), `holt-engine`, hyper and tokio. It
-//! must not reach the database or run plans itself. Errors answer with a precise status code and
+//! It holds an `Engine` and reads and follows logs through it; it names no storage type. It may
+//! depend on `holt-domain`, `holt-engine`, hyper and tokio. It must not reach the database or
+//! run plans itself. Errors answer with a precise status code and
 //! one plain-text line; keys and query strings never reach the server's own logs.
 
 mod body;
 mod infra;
 mod jobs;
+mod limits;
 mod metrics;
 mod params;
 mod routes;

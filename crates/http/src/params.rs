@@ -30,26 +30,27 @@ impl Params {
     }
 
     /// Adds the members of a JSON body: a flat object of string values. Otter's `API_Key`
-    /// member is the API key.
+    /// member is the API key. A member given twice (names compared ignoring case, `API_Key`
+    /// counting as `key`) is ambiguous, as a repeated form pair is, and refused.
     pub(crate) fn extend_json(&mut self, raw: &[u8]) -> Result<(), BadParams> {
-        let value: serde_json::Value = serde_json::from_slice(raw)
-            .map_err(|e| BadParams(format!("malformed JSON body: {e}")))?;
-        let serde_json::Value::Object(members) = value else {
-            return Err(BadParams(
-                "a JSON body must be an object of string values".into(),
-            ));
-        };
-        for (name, value) in members {
-            let serde_json::Value::String(text) = value else {
-                return Err(BadParams(format!("JSON member {name} must be a string")));
-            };
-            let name = if name == "API_Key" {
-                "key".to_owned()
+        let JsonPairs(pairs) = serde_json::from_slice(raw).map_err(|e| {
+            if e.is_data() && e.to_string().starts_with("invalid type:") {
+                // Only the body itself can have the wrong type: every member's value is taken
+                // as any JSON value and checked by the visitor.
+                BadParams("a JSON body must be an object of string values".into())
+            } else if e.is_data() {
+                // One of the visitor's own refusals (or a body that is not an object): the
+                // position serde_json appends adds nothing to a message that names the member.
+                let text = e.to_string();
+                let line = text
+                    .rsplit_once(" at line ")
+                    .map_or(text.as_str(), |(message, _)| message);
+                BadParams(line.to_owned())
             } else {
-                name
-            };
-            self.pairs.push((name, text));
-        }
+                BadParams(format!("malformed JSON body: {e}"))
+            }
+        })?;
+        self.pairs.extend(pairs);
         Ok(())
     }
 
@@ -78,6 +79,51 @@ impl Params {
     /// The pairs not taken.
     pub(crate) fn into_pairs(self) -> Vec<(String, String)> {
         self.pairs
+    }
+}
+
+/// The members of a JSON object of strings, in order, read by a visitor that sees every member
+/// as written: a map type would keep the last of two equal names and hide the repetition.
+struct JsonPairs(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for JsonPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(JsonPairsVisitor)
+    }
+}
+
+struct JsonPairsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonPairsVisitor {
+    type Value = JsonPairs;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON body that is an object of string values")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonPairs, A::Error> {
+        use serde::de::Error;
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        while let Some(written) = map.next_key::<String>()? {
+            let value: serde_json::Value = map.next_value()?;
+            let serde_json::Value::String(text) = value else {
+                return Err(A::Error::custom(format!(
+                    "JSON member {written} must be a string"
+                )));
+            };
+            let name = if written == "API_Key" {
+                "key".to_owned()
+            } else {
+                written.clone()
+            };
+            if pairs.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                return Err(A::Error::custom(format!(
+                    "JSON member {written} is given more than once"
+                )));
+            }
+            pairs.push((name, text));
+        }
+        Ok(JsonPairs(pairs))
     }
 }
 
@@ -158,6 +204,65 @@ mod tests {
             "parameter key is given more than once"
         );
     }
+
+    #[track_caller]
+    fn check_json(raw: &str, expect: Result<&[(&str, &str)], &str>) {
+        let mut params = Params::default();
+        let got = params
+            .extend_json(raw.as_bytes())
+            .map(|()| params.into_pairs());
+        match expect {
+            Ok(pairs) => {
+                let pairs: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                assert_eq!(got.unwrap(), pairs, "{raw}");
+            }
+            Err(why) => assert_eq!(got.unwrap_err().0, why, "{raw}"),
+        }
+    }
+
+    #[test]
+    fn json_bodies() {
+        check_json(
+            r#"{"template":"t","API_Key":"k","A":"1"}"#,
+            Ok(&[("template", "t"), ("key", "k"), ("A", "1")]),
+        );
+        check_json(
+            r#"{"A":"1","A":"2"}"#,
+            Err("JSON member A is given more than once"),
+        );
+        check_json(
+            r#"{"Target":"1","target":"2"}"#,
+            Err("JSON member target is given more than once"),
+        );
+        check_json(
+            r#"{"API_Key":"a","API_Key":"b"}"#,
+            Err("JSON member API_Key is given more than once"),
+        );
+        check_json(
+            r#"{"API_Key":"a","key":"b"}"#,
+            Err("JSON member key is given more than once"),
+        );
+        check_json(
+            r#"{"template":"a","Template":"b"}"#,
+            Err("JSON member Template is given more than once"),
+        );
+        check_json(r#"{"A":1}"#, Err("JSON member A must be a string"));
+        check_json(
+            r#"["A"]"#,
+            Err("a JSON body must be an object of string values"),
+        );
+        check_json(
+            r#""A""#,
+            Err("a JSON body must be an object of string values"),
+        );
+        let mut params = Params::default();
+        let why = params.extend_json(b"{\"A\":").unwrap_err().0;
+        assert!(why.starts_with("malformed JSON body: "), "{why}");
+        assert!(!why.contains('\n'), "{why}");
+    }
 }
 
 /// Arbitrary bytes in every parameter path: nothing may panic. A longer run:
@@ -179,6 +284,26 @@ mod fuzz {
             let _ = params.take("key");
             for (name, _) in params.into_pairs() {
                 let _ = name.parse::<holt_domain::VarName>();
+            }
+        }
+
+        #[test]
+        fn fuzz_json_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+            let mut params = Params::default();
+            let _ = params.extend_json(&raw);
+        }
+
+        #[test]
+        fn fuzz_json_objects_with_any_names(names in prop::collection::vec("\\PC{0,6}|[\n\r\u{2028}a]{1,3}", 0..6)) {
+            let members: Vec<String> = names
+                .iter()
+                .map(|n| format!("{}:\"v\"", serde_json::to_string(n).unwrap()))
+                .collect();
+            let raw = format!("{{{}}}", members.join(","));
+            let mut params = Params::default();
+            match params.extend_json(raw.as_bytes()) {
+                Ok(()) => prop_assert_eq!(params.into_pairs().len(), names.len()),
+                Err(e) => prop_assert!(e.0.contains("more than once"), "{}", e.0),
             }
         }
 

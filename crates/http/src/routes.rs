@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::Body;
 use crate::jobs;
+use crate::limits::LongPolls;
 use crate::metrics::HttpMetrics;
 use crate::params::{BadParams, Params};
 use crate::server::HttpConfig;
@@ -24,6 +25,8 @@ pub(crate) struct App {
     pub(crate) engine: Engine,
     pub(crate) config: HttpConfig,
     pub(crate) metrics: HttpMetrics,
+    /// Slots of status calls that wait and logs that follow.
+    pub(crate) long_polls: LongPolls,
     /// Numbers requests for the server's own log.
     pub(crate) next_request: AtomicU64,
 }
@@ -39,9 +42,19 @@ pub(crate) struct Refusal {
 
 impl Refusal {
     pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        // A reason may quote what the client sent (a member's name, a bad value); escaping its
+        // control characters keeps every refusal to one line whatever was sent.
+        let reason = reason.into();
+        let reason = if holt_domain::needs_escape(&reason) {
+            let mut line = String::with_capacity(reason.len() + 8);
+            holt_domain::push_escaped(&mut line, &reason);
+            line
+        } else {
+            reason
+        };
         Refusal {
             status,
-            reason: reason.into(),
+            reason,
             retry_after: None,
         }
     }
@@ -82,20 +95,12 @@ impl From<EngineError> for Refusal {
             EngineError::AtLimit { .. } => {
                 Refusal::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(5)
             }
-            EngineError::Store(holt_storage::StoreError::Conflict(reason)) => {
-                Refusal::new(StatusCode::CONFLICT, reason.clone())
-            }
+            EngineError::Conflict(reason) => Refusal::new(StatusCode::CONFLICT, reason.clone()),
             _ => {
                 tracing::error!(error = %e, "request failed");
                 Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
             }
         }
-    }
-}
-
-impl From<holt_storage::StoreError> for Refusal {
-    fn from(e: holt_storage::StoreError) -> Self {
-        EngineError::from(e).into()
     }
 }
 
@@ -270,6 +275,17 @@ pub(crate) async fn read_call(app: &App, req: Request<Incoming>) -> Result<Call,
         params.extend_form(query.as_bytes(), "query string")?;
     }
     if parts.method == Method::POST {
+        // A declared length over the limit is refused before any of the body is read: the
+        // client hears at once instead of after sending it all (or after the read timeout).
+        // A body longer than declared, or without a declared length, meets `Limited` below.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > app.config.max_body_bytes as u64) {
+            return Err(too_large(app));
+        }
         let read = Limited::new(body, app.config.max_body_bytes).collect();
         let bytes = tokio::time::timeout(app.config.body_read_timeout, read)
             .await
@@ -284,13 +300,7 @@ pub(crate) async fn read_call(app: &App, req: Request<Incoming>) -> Result<Call,
             })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    Refusal::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "request body is larger than {} bytes",
-                            app.config.max_body_bytes
-                        ),
-                    )
+                    too_large(app)
                 } else {
                     Refusal::bad("could not read the request body")
                 }
@@ -332,6 +342,16 @@ pub(crate) async fn read_call(app: &App, req: Request<Incoming>) -> Result<Call,
         key,
         headers: parts.headers,
     })
+}
+
+fn too_large(app: &App) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body is larger than {} bytes",
+            app.config.max_body_bytes
+        ),
+    )
 }
 
 /// Refuses unless the template has no key or `key` is its key.

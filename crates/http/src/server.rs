@@ -13,7 +13,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::Body;
+use crate::limits::LongPolls;
 use crate::routes::{App, handle, internal_error};
+use explain::Explained;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::Semaphore;
@@ -42,6 +44,14 @@ pub struct HttpConfig {
     /// The admin keys (as SHA-256 digests) that open the infrastructure API; with none, it
     /// answers 403 to everyone.
     pub admin_keys: Vec<holt_domain::ApiKey>,
+    /// The most followers (`follow=true`) of one job at once; more are answered with 503.
+    pub max_followers_per_job: usize,
+    /// The most long-lived requests (status calls that wait, logs that follow) at once; more
+    /// are answered with 503, so they never take the connections other requests need.
+    pub max_long_polls: usize,
+    /// The longest a followed log streams; then its body ends cleanly and the client goes on
+    /// with `offset`.
+    pub max_stream_duration: Duration,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +66,9 @@ impl Default for HttpConfig {
             max_variable_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(10),
             admin_keys: Vec::new(),
+            max_followers_per_job: 64,
+            max_long_polls: 1024,
+            max_stream_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -112,6 +125,19 @@ impl HttpConfig {
             week,
         );
         range(
+            "max-followers-per-job",
+            self.max_followers_per_job as u128,
+            1,
+            1_000_000,
+        );
+        range("max-long-polls", self.max_long_polls as u128, 1, 1_000_000);
+        range(
+            "max-stream-seconds",
+            self.max_stream_duration.as_secs() as u128,
+            1,
+            week,
+        );
+        range(
             "drain-timeout",
             self.drain_timeout.as_secs() as u128,
             0,
@@ -155,9 +181,11 @@ pub(crate) async fn serve_with(
     // hyper enforces its buffer size only roughly (a single read may take more); it is the hard
     // bound, and the router checks the configured limit exactly.
     let max_head_bytes = config.max_head_bytes.saturating_mul(2).max(8192);
+    let configured_head_bytes = config.max_head_bytes;
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let app = Arc::new(App {
         engine,
+        long_polls: LongPolls::new(config.max_long_polls, config.max_followers_per_job),
         config,
         metrics: Default::default(),
         next_request: Default::default(),
@@ -203,11 +231,12 @@ pub(crate) async fn serve_with(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
+        let io = TokioIo::new(Explained::new(stream, configured_head_bytes));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
             .max_buf_size(max_head_bytes)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -225,5 +254,6 @@ pub(crate) async fn serve_with(
     }
 }
 
+mod explain;
 #[cfg(test)]
 mod tests;

@@ -535,7 +535,20 @@ fn rejected_reports_every_error() {
     );
 }
 
+/// The stack of the thread the nesting test runs on: half of a thread's default, so a parser
+/// that recursed with its input (100,000 levels) rather than up to its limit would overflow it.
+const SMALL_STACK: usize = 1024 * 1024;
+
 #[test]
+fn deep_nesting_is_an_error_not_a_crash_even_on_a_small_stack() {
+    std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(deep_nesting_is_an_error_not_a_crash)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 fn deep_nesting_is_an_error_not_a_crash() {
     // (before, repeated opening, middle, repeated closing, after)
     let shapes = [
@@ -547,6 +560,9 @@ fn deep_nesting_is_an_error_not_a_crash() {
         ("set $x = ", "@l[", "0", "]", ";"),
         ("Log-Information ", "\"$Fn(", "a", ")\"", ";"),
         ("Log-Information ", "$(", "a", ")", ";"),
+        ("Log-Information >>", "$(", "a", ")", ">>;"),
+        ("module M { ", "{ ", "", "}", " }"),
+        ("with retry=1 ", "{ with retry=1 ", "{ }", "}", ""),
     ];
     for (before, open, middle, close, after) in shapes {
         let nest = |n: usize| {
@@ -560,7 +576,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
         if let Err(d) = parse(&nest(60)) {
             panic!("{open}: {d}");
         }
-        let diags = parse(&nest(5000)).expect_err("too deep");
+        let diags = parse(&nest(100_000)).expect_err("too deep");
         assert!(
             diags
                 .0

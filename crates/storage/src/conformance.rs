@@ -1,5 +1,46 @@
 //! The storage test suite, written against `JobStore` alone so that every backend runs the same
 //! cases. Each case takes a fresh, empty store and panics on a broken rule.
+//!
+//! Compiled only for this crate's own tests and with the `conformance` feature, so it is no part
+//! of the public API. A backend runs the whole suite with one line in its tests:
+//! `holt_storage::conformance_tests!(fresh);`, where `fresh` is an async function returning a
+//! guard (a temporary directory, a scratch database) and an empty `Arc<dyn JobStore>`.
+
+/// Defines one `#[tokio::test]` per conformance case, each on a fresh store made by `$fresh`
+/// (an async function returning `(guard, Arc<dyn JobStore>)`; the guard lives until the case
+/// ends). A new case is added to this list once and runs against every backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            create_and_read,
+            instance_id,
+            unknown_job,
+            status_transitions,
+            logs_in_order,
+            log_reads_are_bounded,
+            logs_of_unknown_jobs_are_dropped,
+            flush_makes_logs_durable,
+            recovery,
+            concurrent_creates,
+            idempotency,
+            retention,
+            retention_takes_the_oldest_first,
+            retention_forgets_the_keys_of_deleted_jobs,
+            log_pages_are_bounded_by_bytes,
+            control_characters_are_escaped_in_text,
+            commits_wake_watchers,
+            infrastructure,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (_guard, store) = $fresh().await;
+            $crate::conformance::$case(store).await;
+        }
+    )*};
+}
 
 use std::sync::Arc;
 
@@ -67,8 +108,10 @@ pub async fn create_and_read(store: Arc<dyn JobStore>) {
     );
 }
 
-/// The instance id is non-empty and stable for one store.
+/// The instance id is non-empty, alphanumeric and stable for one store, and a fresh store is
+/// healthy.
 pub async fn instance_id(store: Arc<dyn JobStore>) {
+    store.health().unwrap();
     let id = store.instance_id().to_owned();
     assert!(!id.is_empty());
     assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
@@ -398,4 +441,274 @@ pub async fn infrastructure(store: Arc<dyn JobStore>) {
         .await
         .unwrap();
     assert_eq!(store.inventory().await.unwrap(), empty);
+}
+
+/// Log reads stop at their limit and their end, and say which entry they ended with.
+pub async fn log_reads_are_bounded(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..10)
+        .map(|i| entry(i, LogLevel::Info, &format!("line {i}")))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.logs(t, 0, 4).await.unwrap(), entries[..4]);
+    assert_eq!(store.logs(t, 8, 100).await.unwrap(), entries[8..]);
+    assert!(store.logs(t, 0, 0).await.unwrap().is_empty());
+    // Each line is 13 bytes: a page of 52 bytes holds four.
+    let (text, last) = store.logs_text(t, 0, u64::MAX, 52).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        (
+            "INFO: line 0\nINFO: line 1\nINFO: line 2\nINFO: line 3\n",
+            Some(3)
+        )
+    );
+    let (text, last) = store.logs_text(t, 7, u64::MAX, 100).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        ("INFO: line 7\nINFO: line 8\nINFO: line 9\n", Some(9))
+    );
+    let (text, last) = store.logs_text(t, 5, 5, 100).await.unwrap();
+    assert_eq!((text.as_str(), last), ("", None));
+    assert_eq!(store.last_seq(t).await.unwrap(), Some(9));
+}
+
+/// Entries handed over for a job that does not exist are dropped, and the store goes on.
+pub async fn logs_of_unknown_jobs_are_dropped(store: Arc<dyn JobStore>) {
+    let missing = JobToken::new(999_999).unwrap();
+    store
+        .append_logs(missing, vec![entry(0, LogLevel::Info, "nobody")])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert!(store.logs(missing, 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.job(missing).await.unwrap(), None);
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    store
+        .append_logs(t, vec![entry(0, LogLevel::Info, "kept")])
+        .await
+        .unwrap();
+    store.set_status(t, JobStatus::Succeeded, 3).await.unwrap();
+    assert_eq!(
+        store.logs(t, 0, 10).await.unwrap(),
+        vec![entry(0, LogLevel::Info, "kept")]
+    );
+}
+
+/// Within its limit, retention deletes the jobs that finished first.
+pub async fn retention_takes_the_oldest_first(store: Arc<dyn JobStore>) {
+    let mut tokens = Vec::new();
+    // Created in one order, finished in another.
+    for finished in [300, 100, 200] {
+        let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+        store
+            .set_status(t, JobStatus::Succeeded, finished)
+            .await
+            .unwrap();
+        tokens.push(t);
+    }
+    let rule = crate::RetentionRule {
+        before_ms: 1_000,
+        template: None,
+        except: Vec::new(),
+    };
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 2);
+    assert_eq!(store.job(tokens[1]).await.unwrap(), None);
+    assert_eq!(store.job(tokens[2]).await.unwrap(), None);
+    assert!(store.job(tokens[0]).await.unwrap().is_some());
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 1);
+    assert_eq!(store.delete_finished(&rule, 2).await.unwrap(), 0);
+}
+
+/// A deleted job's idempotency key goes with it: the same request makes a new job.
+pub async fn retention_forgets_the_keys_of_deleted_jobs(store: Arc<dyn JobStore>) {
+    let keyed = || {
+        let mut job = new_job("hdars", &[]);
+        job.idempotency = Some(crate::Idempotency {
+            key: "deploy-7".into(),
+            fingerprint: "f".into(),
+            not_before_ms: 0,
+        });
+        job
+    };
+    let first = store.create_job(keyed()).await.unwrap();
+    store
+        .set_status(first.token, JobStatus::Succeeded, 10)
+        .await
+        .unwrap();
+    let rule = crate::RetentionRule {
+        before_ms: 1_000,
+        template: None,
+        except: Vec::new(),
+    };
+    assert_eq!(store.delete_finished(&rule, 10).await.unwrap(), 1);
+    let again = store.create_job(keyed()).await.unwrap();
+    assert!(again.fresh);
+    assert_eq!(
+        store.status(again.token).await.unwrap(),
+        Some(JobStatus::Pending)
+    );
+    assert_eq!(store.prune_idempotency(0).await.unwrap(), 0);
+}
+
+/// Log pages hold at most the bytes asked for (at least one entry), cut at entry boundaries,
+/// and reading page after page gives the whole log exactly once.
+pub async fn log_pages_are_bounded_by_bytes(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..300)
+        .map(|i| {
+            entry(
+                i,
+                LogLevel::Info,
+                &format!("{i:03} {}", "x".repeat(i as usize)),
+            )
+        })
+        .collect();
+    for part in entries.chunks(37) {
+        store.append_logs(t, part.to_vec()).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    let mut whole = String::new();
+    for entry in &entries {
+        holt_domain::format_entry(&mut whole, entry);
+    }
+    for max in [1, 100, 1000, 4096, 50_000] {
+        let mut body = String::new();
+        let mut next = 0;
+        loop {
+            let (page, last) = store.logs_text(t, next, 300, max).await.unwrap();
+            let Some(last) = last else { break };
+            assert!(
+                page.len() <= max || page.lines().count() == 1,
+                "{max}: {}",
+                page.len()
+            );
+            assert_eq!(page.lines().count() as u64, last + 1 - next);
+            body.push_str(&page);
+            next = last + 1;
+        }
+        assert_eq!(body, whole, "pages of {max} bytes");
+        let mut seen = Vec::new();
+        let mut next = 0;
+        loop {
+            let page = store.logs_within(t, next, max).await.unwrap();
+            let Some(last) = page.last() else { break };
+            let size: usize = page.iter().map(|e| e.text.len()).sum();
+            assert!(size <= max || page.len() == 1, "{max}: {size}");
+            next = last.seq + 1;
+            seen.extend(page);
+        }
+        assert_eq!(seen, entries, "entries within {max} bytes");
+    }
+}
+
+/// Control characters in entry texts are escaped in the text form, one line per entry, and
+/// the entries themselves keep the exact text.
+pub async fn control_characters_are_escaped_in_text(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let texts = [
+        "ok\rERROR: forged",
+        "a\u{2028}WARN: b",
+        "\u{1b}[1A\u{1b}[2Kc\u{85}d",
+    ];
+    let entries: Vec<LogEntry> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| entry(i as u64, LogLevel::Info, text))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let (text, last) = store.logs_text(t, 0, 10, 10_000).await.unwrap();
+    assert_eq!(
+        (text.as_str(), last),
+        (
+            "INFO: ok\\x0dERROR: forged\nINFO: a\\u2028WARN: b\nINFO: \\x1b[1A\\x1b[2Kc\\x85d\n",
+            Some(2)
+        )
+    );
+    assert_eq!(store.logs(t, 0, 10).await.unwrap(), entries);
+
+    // Every character from U+0000 to U+3000 and around the line separators, one entry each in
+    // one chunk: what is stored and sent agrees with a fresh render, whole and from any offset.
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let entries: Vec<LogEntry> = (0..0x3000u32)
+        .filter_map(char::from_u32)
+        .enumerate()
+        .map(|(i, c)| entry(i as u64, LogLevel::Info, &format!("a{c}b")))
+        .collect();
+    store.append_logs(t, entries.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let mut fresh = String::new();
+    for entry in &entries {
+        holt_domain::format_entry(&mut fresh, entry);
+    }
+    let (text, _) = store.logs_text(t, 0, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(text.lines().count(), entries.len());
+    assert!(text == fresh, "the stored text differs from a fresh render");
+    for from in [1, 0x0a, 0x0d, 0x85, 0x2028] {
+        let (text, _) = store
+            .logs_text(t, from, u64::MAX, usize::MAX)
+            .await
+            .unwrap();
+        assert!(fresh.ends_with(&text) && text.lines().count() == entries.len() - from as usize);
+    }
+}
+
+/// A watch over a job's committed log changes after the commit of its entries (they are
+/// readable by then) and closes when the job's terminal status is committed.
+pub async fn commits_wake_watchers(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let other = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let mut watch = store.watch_committed(t);
+    store
+        .append_logs(other, vec![entry(0, LogLevel::Info, "elsewhere")])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert!(
+        !watch.has_changed().unwrap(),
+        "another job's log woke the watch"
+    );
+    store
+        .append_logs(
+            t,
+            vec![entry(0, LogLevel::Info, "a"), entry(1, LogLevel::Info, "b")],
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.changed())
+        .await
+        .expect("woken within 10 s")
+        .unwrap();
+    assert_eq!(*watch.borrow_and_update(), 2);
+    assert_eq!(store.logs(t, 0, 10).await.unwrap().len(), 2);
+    store.set_status(t, JobStatus::Succeeded, 5).await.unwrap();
+    assert!(
+        watch.changed().await.is_err(),
+        "the watch closes at the end"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every case defined here is in the list every backend runs.
+    #[test]
+    fn every_case_is_in_the_suite() {
+        let source = include_str!("conformance.rs");
+        let (_, list) = source.split_once("@cases $fresh;").unwrap();
+        let (list, _) = list.split_once(");").unwrap();
+        let mut listed: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut defined: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter_map(|l| l.split_once('(').map(|(name, _)| name))
+            .collect();
+        listed.sort_unstable();
+        defined.sort_unstable();
+        assert_eq!(listed, defined);
+    }
 }

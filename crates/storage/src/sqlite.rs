@@ -8,13 +8,15 @@ use async_trait::async_trait;
 use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, TemplateName, Variables};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
 mod chunks;
 use chunks::IntoEntry;
+mod committed;
 mod infra;
+use committed::Committed;
 mod migrations;
 mod writer;
 
@@ -60,6 +62,10 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     instance: Arc<str>,
     reads: r2d2::Pool<SqliteConnectionManager>,
+    /// Bytes of log entries handed over but not yet committed (see [`LOG_BUDGET_BYTES`]).
+    log_budget: Arc<Semaphore>,
+    /// Followed jobs, told of each commit by the writer.
+    committed: Arc<Committed>,
     _writer: Arc<writer::WriterHandle>,
     /// The file opened and its identity (device and inode) then, to notice when it is removed
     /// or replaced under the running server.
@@ -78,6 +84,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many commands may wait for the writer before senders wait for room.
 const QUEUE_CAPACITY: usize = 8192;
+
+/// The most bytes of log entries that may be handed to the writer and not yet committed, all
+/// jobs together. A count of commands alone does not bound memory (one command may hold one
+/// short line or thousands of long ones), so an append first takes its size from this budget
+/// and waits while it is spent: a job printing faster than the disk takes is held back, and
+/// through its pipe so is its program. The writer gives the bytes back as it commits.
+const LOG_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an entry costs the budget besides its text: the entry itself and its allocation.
+const ENTRY_OVERHEAD: usize = 96;
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.
@@ -109,11 +125,14 @@ impl SqliteStore {
             .build(manager)?;
 
         let (commands, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = writer::spawn(conn, receiver)?;
+        let committed = Arc::new(Committed::default());
+        let writer = writer::spawn(conn, receiver, committed.clone())?;
         Ok(SqliteStore {
             commands,
             instance: instance.into(),
             reads,
+            log_budget: Arc::new(Semaphore::new(LOG_BUDGET_BYTES)),
+            committed,
             _writer: Arc::new(writer),
             identity: file_identity(&config.path),
             path: config.path.clone(),
@@ -214,7 +233,25 @@ impl JobStore for SqliteStore {
     }
 
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
-        self.send(Command::AppendLogs { token, entries }).await
+        // An append larger than the whole budget takes all of it, so it still goes through,
+        // alone.
+        let cost = entries
+            .iter()
+            .map(|e| e.text.len() + ENTRY_OVERHEAD)
+            .sum::<usize>()
+            .min(LOG_BUDGET_BYTES);
+        let budget = self
+            .log_budget
+            .clone()
+            .acquire_many_owned(cost as u32)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.send(Command::AppendLogs {
+            token,
+            entries,
+            _budget: budget,
+        })
+        .await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -325,31 +362,18 @@ impl JobStore for SqliteStore {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_seq, entries FROM log_chunks
-                 WHERE job_id = ?1 AND last_seq >= ?2 ORDER BY last_seq",
-            )?;
-            let mut rows = stmt.query(params![token.id() as i64, from_seq as i64])?;
-            let mut entries = Vec::new();
-            while entries.len() < limit
-                && let Some(row) = rows.next()?
-            {
-                let first: i64 = row.get(0)?;
-                let packed = row
-                    .get_ref(1)?
-                    .as_str()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
-                    let seq = first as u64 + i as u64;
-                    if seq >= from_seq && entries.len() < limit {
-                        entries.push(entry.into_entry(seq)?);
-                    }
-                }
-            }
-            Ok(entries)
-        })
-        .await
+        self.read(move |conn| read_entries(conn, token, from_seq, limit, usize::MAX))
+            .await
+    }
+
+    async fn logs_within(
+        &self,
+        token: JobToken,
+        from_seq: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |conn| read_entries(conn, token, from_seq, usize::MAX, max_bytes))
+            .await
     }
 
     async fn logs_text(
@@ -357,58 +381,14 @@ impl JobStore for SqliteStore {
         token: JobToken,
         from_seq: u64,
         before_seq: u64,
-        limit: usize,
+        max_bytes: usize,
     ) -> Result<(String, Option<u64>), StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_seq, last_seq, body, entries FROM log_chunks
-                 WHERE job_id = ?1 AND last_seq >= ?2 AND first_seq < ?3 ORDER BY last_seq",
-            )?;
-            let mut rows = stmt.query(params![
-                token.id() as i64,
-                from_seq as i64,
-                before_seq.min(i64::MAX as u64) as i64
-            ])?;
-            let mut body = String::new();
-            let mut count = 0;
-            let mut last = None;
-            while count < limit
-                && let Some(row) = rows.next()?
-            {
-                let first = row.get::<_, i64>(0)? as u64;
-                let chunk_last = row.get::<_, i64>(1)? as u64;
-                let size = (chunk_last - first + 1) as usize;
-                if first >= from_seq && chunk_last < before_seq && count + size <= limit {
-                    // A whole chunk: its text is stored ready to send.
-                    let text = row
-                        .get_ref(2)?
-                        .as_str()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    body.push_str(text);
-                    count += size;
-                    last = Some(chunk_last);
-                    continue;
-                }
-                let packed = row
-                    .get_ref(3)?
-                    .as_str()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
-                    let seq = first + i as u64;
-                    if seq >= from_seq && seq < before_seq && count < limit {
-                        holt_domain::format_line(
-                            &mut body,
-                            LogLevel::from_code(entry.0)?,
-                            &entry.3,
-                        );
-                        count += 1;
-                        last = Some(seq);
-                    }
-                }
-            }
-            Ok((body, last))
-        })
-        .await
+        self.read(move |conn| read_text(conn, token, from_seq, before_seq, max_bytes))
+            .await
+    }
+
+    fn watch_committed(&self, token: JobToken) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe(token)
     }
 
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
@@ -421,6 +401,125 @@ impl JobStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Up to `limit` entries from `from_seq` on whose texts add up to at most `max_bytes` (at
+/// least one).
+fn read_entries(
+    conn: &Connection,
+    token: JobToken,
+    from_seq: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_seq, entries FROM log_chunks
+         WHERE job_id = ?1 AND last_seq >= ?2 ORDER BY last_seq",
+    )?;
+    let mut rows = stmt.query(params![token.id() as i64, from_seq as i64])?;
+    let mut entries = Vec::new();
+    let mut size = 0;
+    while let Some(row) = rows.next()? {
+        let first: i64 = row.get(0)?;
+        let packed = row
+            .get_ref(1)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
+            let seq = first as u64 + i as u64;
+            if seq < from_seq {
+                continue;
+            }
+            size += entry.3.len();
+            if entries.len() >= limit || (size > max_bytes && !entries.is_empty()) {
+                return Ok(entries);
+            }
+            entries.push(entry.into_entry(seq)?);
+        }
+    }
+    Ok(entries)
+}
+
+/// Entries `from_seq..before_seq` in the Otter text form, as many as fit in `max_bytes` (at
+/// least one), and the last one's sequence number. A chunk's stored text is copied as it is,
+/// whole or cut at line ends (each entry is one line); a chunk stored before control characters
+/// were escaped is rendered again from its entries, so every body has the same form.
+fn read_text(
+    conn: &Connection,
+    token: JobToken,
+    from_seq: u64,
+    before_seq: u64,
+    max_bytes: usize,
+) -> Result<(String, Option<u64>), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_seq, last_seq, body, entries FROM log_chunks
+         WHERE job_id = ?1 AND last_seq >= ?2 AND first_seq < ?3 ORDER BY last_seq",
+    )?;
+    let mut rows = stmt.query(params![
+        token.id() as i64,
+        from_seq as i64,
+        before_seq.min(i64::MAX as u64) as i64
+    ])?;
+    let mut body = String::new();
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let first = row.get::<_, i64>(0)? as u64;
+        let chunk_last = row.get::<_, i64>(1)? as u64;
+        let stored = row
+            .get_ref(2)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rendered;
+        let text = if holt_domain::body_is_escaped(stored) {
+            stored
+        } else {
+            let packed = row
+                .get_ref(3)?
+                .as_str()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut out = String::with_capacity(stored.len() + 64);
+            for entry in chunks::unpack(packed)? {
+                holt_domain::format_line(&mut out, LogLevel::from_code(entry.0)?, &entry.3);
+            }
+            rendered = out;
+            rendered.as_str()
+        };
+        let wanted_last = chunk_last.min(before_seq.saturating_sub(1));
+        if first >= from_seq && chunk_last == wanted_last && body.len() + text.len() <= max_bytes {
+            body.push_str(text);
+            last = Some(chunk_last);
+            if body.len() >= max_bytes {
+                break;
+            }
+            continue;
+        }
+        // Part of the chunk: its lines from `from_seq` up to `before_seq` or the byte limit.
+        let mut seq = first;
+        let mut full = false;
+        for line in text.split_inclusive('\n') {
+            if seq > wanted_last {
+                break;
+            }
+            if seq >= from_seq {
+                if body.len() + line.len() > max_bytes && last.is_some() {
+                    full = true;
+                    break;
+                }
+                body.push_str(line);
+                last = Some(seq);
+            }
+            seq += 1;
+        }
+        if seq <= wanted_last && !full {
+            return Err(StoreError::Corrupt(format!(
+                "log chunk of job {token} from {first} has fewer lines than entries"
+            )));
+        }
+        if full || chunk_last > wanted_last {
+            break;
+        }
+    }
+    Ok((body, last))
 }
 
 type JobRow = Result<JobRecord, StoreError>;
@@ -499,12 +598,14 @@ fn recover(tx: &Transaction<'_>, message: &str, at_ms: i64) -> Result<Recovery, 
         .prepare("SELECT id FROM jobs WHERE status IN (0, 1) AND status = ?1 ORDER BY id")?
         .query_map([executing], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    let mut body = String::new();
+    holt_domain::format_line(&mut body, LogLevel::Error, message);
     for &id in &interrupted {
         tx.execute(
             "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries)
-             SELECT ?1, next, next, 'ERROR: ' || ?4 || char(10), json_array(json_array(?2, ?3, '', ?4))
+             SELECT ?1, next, next, ?5, json_array(json_array(?2, ?3, '', ?4))
              FROM (SELECT COALESCE(MAX(last_seq) + 1, 0) AS next FROM log_chunks WHERE job_id = ?1)",
-            params![id, LogLevel::Error.code(), at_ms, message],
+            params![id, LogLevel::Error.code(), at_ms, message, body],
         )?;
         tx.execute(
             "UPDATE jobs SET status = ?2, finished_ms = ?3 WHERE id = ?1",

@@ -38,7 +38,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Hands log entries over for writing, in order. They become durable no later than the next
-    /// awaited write returns; this returns once they are queued.
+    /// awaited write returns; this returns once they are queued. A store bounds the bytes it
+    /// holds queued: while that bound is reached, this waits for earlier entries to commit.
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError>;
 
     /// Returns once everything handed over so far is durable.
@@ -78,23 +79,58 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError>;
 
-    /// Entries `from_seq..before_seq` (at most `limit`) in Otter's text form, and the sequence
-    /// number of the last one included. Stores may render it without building entries; this
-    /// default builds them.
+    /// Entries of a job's log from sequence number `from_seq` on, in logged order, as many as
+    /// fit in `max_bytes` of text (at least one, if there is one), so that a reader holds a
+    /// bounded page whatever the entries' size. This default reads through [`JobStore::logs`].
+    async fn logs_within(
+        &self,
+        token: JobToken,
+        from_seq: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut entries = self.logs(token, from_seq, 1024).await?;
+        let mut size = 0;
+        let keep = entries
+            .iter()
+            .take_while(|e| {
+                size += e.text.len();
+                size <= max_bytes
+            })
+            .count();
+        entries.truncate(keep.max(1));
+        Ok(entries)
+    }
+
+    /// Entries `from_seq..before_seq` in Otter's text form, as many as fit in `max_bytes` (at
+    /// least one, if there is one), and the sequence number of the last one included. Stores
+    /// may render it without building entries; this default builds them.
     async fn logs_text(
         &self,
         token: JobToken,
         from_seq: u64,
         before_seq: u64,
-        limit: usize,
+        max_bytes: usize,
     ) -> Result<(String, Option<u64>), StoreError> {
-        let mut entries = self.logs(token, from_seq, limit).await?;
-        entries.retain(|e| e.seq < before_seq);
         let mut body = String::new();
-        for entry in &entries {
-            holt_domain::format_entry(&mut body, entry);
+        let mut last = None;
+        let mut next = from_seq;
+        while next < before_seq {
+            let entries = self.logs(token, next, 1024).await?;
+            let Some(end) = entries.last().map(|e| e.seq) else {
+                break;
+            };
+            for entry in entries.iter().filter(|e| e.seq < before_seq) {
+                let mark = body.len();
+                holt_domain::format_entry(&mut body, entry);
+                if body.len() > max_bytes && last.is_some() {
+                    body.truncate(mark);
+                    return Ok((body, last));
+                }
+                last = Some(entry.seq);
+            }
+            next = end + 1;
         }
-        Ok((body, entries.last().map(|e| e.seq)))
+        Ok((body, last))
     }
 
     /// The infrastructure model: every server, role and environment (`localhost` always).
@@ -104,6 +140,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// stored at that moment, and returns the model after it. A change that breaks a rule is
     /// `StoreError::Infra` and changes nothing.
     async fn change_inventory(&self, change: InfraChange) -> Result<Inventory, StoreError>;
+    /// A watch over how far a job's log is committed. It changes after every commit that adds
+    /// entries to the job's log (its value is then the sequence number after the last entry
+    /// committed; 0 until then), and it closes once the job's terminal status is committed, so
+    /// a follower is woken by the commit itself and never has to poll. Watches are made on
+    /// demand: a job nobody watches costs nothing more than a look-up per commit.
+    fn watch_committed(&self, token: JobToken) -> tokio::sync::watch::Receiver<u64>;
 
     /// After a restart: every job left `Executing` becomes `Error`, with `message` appended to
     /// its log as an `ERROR` entry; returns those jobs and the `Pending` jobs in the order they

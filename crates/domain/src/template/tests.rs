@@ -225,3 +225,58 @@ description = "the version to deploy"
         "2:1: the default breaks its own rule: variable A must be one of: y",
     );
 }
+
+fn vars(pairs: &[(&str, &str)]) -> Variables {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn built_in_variables_cannot_be_given_or_declared() {
+    let t = load("plan = ''\n").unwrap();
+    for name in ["JobToken", "jobtoken", "EXECUTIONSTATE", "ExecutionState"] {
+        let err = t
+            .check_variables(&vars(&[(name, "/../../victim")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!("variable {name} is built in: only the engine sets it, a trigger cannot")
+        );
+    }
+    assert_eq!(t.check_variables(&vars(&[("JobTokens", "x")])), Ok(()));
+    check_err(
+        "plan = ''\n[variables]\njobToken = 'x'\n",
+        "3:12: variable jobToken is built in: only the engine sets it, a template cannot declare it",
+    );
+    check_err(
+        "plan = ''\n[variables.ExecutionState]\ndefault = 'normal'\n",
+        "2:1: variable ExecutionState is built in: only the engine sets it, a template cannot declare it",
+    );
+}
+
+#[test]
+fn secrets_too_short_to_mask_are_refused() {
+    let t = load("plan = ''\n[variables.Password]\nsecret = true\n").unwrap();
+    for short in ["a", "ab", "abc", "é€x"] {
+        assert_eq!(
+            t.check_variables(&vars(&[("password", short)])),
+            Err(
+                "variable Password is secret and must be empty or at least 4 characters long"
+                    .into()
+            ),
+            "{short:?}"
+        );
+    }
+    for fine in ["", "abcd", "hunter2"] {
+        assert_eq!(t.check_variables(&vars(&[("Password", fine)])), Ok(()));
+    }
+    // A value that is not secret may be short.
+    let t = load("plan = ''\n[variables.Pin]\ndefault = 'abcd'\n").unwrap();
+    assert_eq!(t.check_variables(&vars(&[("Pin", "1")])), Ok(()));
+    check_err(
+        "plan = ''\n[variables.Password]\nsecret = true\ndefault = 'pw'\n",
+        "2:1: the default breaks its own rule: variable Password is secret and must be empty or at least 4 characters long",
+    );
+}

@@ -1,36 +1,135 @@
 //! Evaluating values, strings and predicates, and the built-in functions.
+//!
+//! Every evaluation carries its [`Depth`] and charges the job's step budget, so no value, however
+//! hostile, can make evaluation recurse without end, spin, or grow without bound.
 
 use std::collections::BTreeMap;
 
 use holt_plan::{CmpOp, Expr, FnCall, InterpString, Part, Predicate, Sigil, StatementKind, VarRef};
 
 use super::Ctx;
+use super::error::{
+    InterpError, Limit, MAX_EVAL_NESTING, MAX_EXPR_DEPTH, MAX_LIST_ITEMS, MAX_STRING_BYTES,
+    MAX_VALUE_NESTING,
+};
 use super::value::{Value, key_of};
 
-/// The largest list `@Range` makes, so a typo cannot exhaust memory.
-const MAX_RANGE: i64 = 1_000_000;
+/// How deep an evaluation is: expressions inside expressions, and `$Eval` inside `$Eval`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Depth {
+    exprs: usize,
+    evals: usize,
+}
+
+impl Depth {
+    /// One expression deeper.
+    fn expr(self) -> Result<Depth, Limit> {
+        if self.exprs >= MAX_EXPR_DEPTH {
+            return Err(Limit::ExprDepth);
+        }
+        Ok(Depth {
+            exprs: self.exprs + 1,
+            ..self
+        })
+    }
+
+    /// One `$Eval` deeper.
+    fn eval(self) -> Result<Depth, Limit> {
+        if self.evals >= MAX_EVAL_NESTING {
+            return Err(Limit::EvalNesting);
+        }
+        Ok(Depth {
+            evals: self.evals + 1,
+            ..self
+        })
+    }
+}
+
+/// Checks a value against the size bounds and returns how much work making it is worth, in
+/// steps: one per item of a list or map, and one per KiB of text.
+pub(super) fn measure(value: &Value) -> Result<u64, Limit> {
+    fn walk(
+        value: &Value,
+        nesting: usize,
+        items: &mut usize,
+        bytes: &mut usize,
+    ) -> Result<(), Limit> {
+        match value {
+            Value::Scalar(s) => *bytes += s.len(),
+            Value::List(list) => {
+                if nesting >= MAX_VALUE_NESTING {
+                    return Err(Limit::ValueNesting);
+                }
+                *items += list.len();
+                if *items > MAX_LIST_ITEMS {
+                    return Err(Limit::ListItems);
+                }
+                for item in list {
+                    walk(item, nesting + 1, items, bytes)?;
+                }
+            }
+            Value::Map(entries) => {
+                if nesting >= MAX_VALUE_NESTING {
+                    return Err(Limit::ValueNesting);
+                }
+                *items += entries.len();
+                if *items > MAX_LIST_ITEMS {
+                    return Err(Limit::ListItems);
+                }
+                for (key, item) in entries {
+                    *bytes += key.len();
+                    walk(item, nesting + 1, items, bytes)?;
+                }
+            }
+        }
+        if *bytes > MAX_STRING_BYTES {
+            return Err(Limit::StringBytes);
+        }
+        Ok(())
+    }
+    let (mut items, mut bytes) = (0, 0);
+    walk(value, 0, &mut items, &mut bytes)?;
+    Ok((items + bytes / 1024) as u64)
+}
 
 impl Ctx {
-    /// The value of an expression; the error is a message to raise.
-    pub(super) fn eval(&self, expr: &Expr) -> Result<Value, String> {
-        match expr {
-            Expr::Str(s) => self.interpolate(s).map(Value::Scalar),
-            Expr::List(items) => items
-                .iter()
-                .map(|e| self.eval(e))
-                .collect::<Result<_, _>>()
-                .map(Value::List),
+    /// The value of an expression; the error is the line to raise.
+    pub(super) fn eval(&self, expr: &Expr) -> Result<Value, InterpError> {
+        self.eval_in(expr, Depth::default())
+    }
+
+    /// The value of an expression that must be a string.
+    pub(super) fn eval_text(&self, expr: &Expr) -> Result<String, InterpError> {
+        self.eval_text_in(expr, Depth::default())
+    }
+
+    /// Whether a predicate holds.
+    pub(super) fn predicate(&self, predicate: &Predicate) -> Result<bool, InterpError> {
+        self.predicate_in(predicate, Depth::default())
+    }
+
+    fn eval_in(&self, expr: &Expr, depth: Depth) -> Result<Value, InterpError> {
+        let depth = depth.expr()?;
+        self.shared.charge(1)?;
+        let value = match expr {
+            Expr::Str(s) => Value::Scalar(self.interpolate_in(s, depth)?),
+            Expr::List(items) => Value::List(
+                items
+                    .iter()
+                    .map(|e| self.eval_in(e, depth))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Map(entries) => {
                 let mut map = BTreeMap::new();
                 for (k, v) in entries {
-                    map.insert(k.clone(), self.eval(v)?);
+                    map.insert(k.clone(), self.eval_in(v, depth)?);
                 }
-                Ok(Value::Map(map))
+                Value::Map(map)
             }
-            Expr::Var(var) => self.variable(var),
+            Expr::Var(var) => self.variable_in(var, depth)?,
             Expr::Index { target, index } => {
-                let container = self.variable(target)?;
-                let index = self.eval_text(index)?;
+                let container = self.variable_in(target, depth)?;
+                let index = self.eval_text_in(index, depth)?;
                 match container {
                     Value::List(items) => {
                         let i: usize = index.trim().parse().map_err(|_| {
@@ -38,7 +137,7 @@ impl Ctx {
                         })?;
                         items.get(i).cloned().ok_or_else(|| {
                             format!("{target}[{index}]: the list has {} items", items.len())
-                        })
+                        })?
                     }
                     Value::Map(entries) => entries
                         .get(&index)
@@ -49,97 +148,118 @@ impl Ctx {
                                 .map(|(_, v)| v)
                         })
                         .cloned()
-                        .ok_or_else(|| format!("{target}[{index}]: the map has no key {index}")),
-                    Value::Scalar(_) => Err(format!("{target} is a string and cannot be indexed")),
+                        .ok_or_else(|| format!("{target}[{index}]: the map has no key {index}"))?,
+                    Value::Scalar(_) => {
+                        return Err(format!("{target} is a string and cannot be indexed").into());
+                    }
                 }
             }
-            Expr::Call(call) => self.function(call),
-        }
+            Expr::Call(call) => self.function_in(call, depth)?,
+        };
+        self.shared.charge(measure(&value)?)?;
+        Ok(value)
     }
 
-    /// The value of an expression that must be a string.
-    pub(super) fn eval_text(&self, expr: &Expr) -> Result<String, String> {
-        match self.eval(expr)? {
+    fn eval_text_in(&self, expr: &Expr, depth: Depth) -> Result<String, InterpError> {
+        match self.eval_in(expr, depth)? {
             Value::Scalar(s) => Ok(s),
-            other => Err(format!("expected a string, found {}", other.kind())),
+            other => Err(format!("expected a string, found {}", other.kind()).into()),
         }
     }
 
     /// A string with its interpolations replaced by their values.
-    pub(super) fn interpolate(&self, s: &InterpString) -> Result<String, String> {
+    fn interpolate_in(&self, s: &InterpString, depth: Depth) -> Result<String, InterpError> {
         let mut out = String::new();
         for part in &s.parts {
-            match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Var(var) => out.push_str(&self.variable(var)?.to_string()),
-                Part::Expr(expr) => out.push_str(&self.eval(expr)?.to_string()),
+            let value;
+            let piece = match part {
+                Part::Text(text) => text.as_str(),
+                Part::Var(var) => {
+                    value = self.variable_in(var, depth)?.to_string();
+                    value.as_str()
+                }
+                Part::Expr(expr) => {
+                    value = self.eval_in(expr, depth)?.to_string();
+                    value.as_str()
+                }
+            };
+            if out.len() + piece.len() > MAX_STRING_BYTES {
+                return Err(Limit::StringBytes.into());
             }
+            out.push_str(piece);
         }
         Ok(out)
     }
 
-    /// A variable's value; a zero-argument function of the same name answers when no variable
-    /// has it (a variable shadows a function).
-    fn variable(&self, var: &VarRef) -> Result<Value, String> {
-        if let Some(value) = self.env.get(&key_of(var)) {
-            return Ok(value);
-        }
+    /// A variable's value. The built-in variables answer first, whatever the job's variables
+    /// say; otherwise a variable answers, and a zero-argument function of the same name answers
+    /// when no variable has it (a variable shadows a function).
+    fn variable_in(&self, var: &VarRef, depth: Depth) -> Result<Value, InterpError> {
         let call = FnCall {
             sigil: var.sigil,
             name: var.name.clone(),
             args: Vec::new(),
         };
-        match self.function(&call) {
-            Err(e) if e.starts_with("unknown function") => {
-                Err(format!("variable {var} is not defined"))
-            }
+        if var.sigil == Sigil::Scalar && holt_domain::is_built_in_variable(&var.name) {
+            return self.function_in(&call, depth);
+        }
+        if let Some(value) = self.env.get(&key_of(var)) {
+            return Ok(value);
+        }
+        match self.function_in(&call, depth) {
+            Err(InterpError::UnknownFunction { .. }) => Err(InterpError::UndefinedVariable {
+                name: var.to_string(),
+            }),
             other => other,
         }
     }
 
-    /// Whether a predicate holds.
-    pub(super) fn predicate(&self, predicate: &Predicate) -> Result<bool, String> {
+    fn predicate_in(&self, predicate: &Predicate, depth: Depth) -> Result<bool, InterpError> {
+        let depth = depth.expr()?;
         Ok(match predicate {
             Predicate::Compare { left, op, right } => {
-                let equal = self.eval(left)? == self.eval(right)?;
+                let equal = self.eval_in(left, depth)? == self.eval_in(right, depth)?;
                 match op {
                     CmpOp::Eq => equal,
                     CmpOp::Ne => !equal,
                 }
             }
-            Predicate::And(a, b) => self.predicate(a)? && self.predicate(b)?,
-            Predicate::Or(a, b) => self.predicate(a)? || self.predicate(b)?,
-            Predicate::Not(a) => !self.predicate(a)?,
-            Predicate::Value(expr) => self.eval_text(expr)?.trim().eq_ignore_ascii_case("true"),
+            Predicate::And(a, b) => self.predicate_in(a, depth)? && self.predicate_in(b, depth)?,
+            Predicate::Or(a, b) => self.predicate_in(a, depth)? || self.predicate_in(b, depth)?,
+            Predicate::Not(a) => !self.predicate_in(a, depth)?,
+            Predicate::Value(expr) => self
+                .eval_text_in(expr, depth)?
+                .trim()
+                .eq_ignore_ascii_case("true"),
         })
     }
 
-    fn function(&self, call: &FnCall) -> Result<Value, String> {
+    fn function_in(&self, call: &FnCall, depth: Depth) -> Result<Value, InterpError> {
         let name = call.name.to_ascii_lowercase();
         let shown = format!("{}{}", call.sigil.as_char(), call.name);
         let args: Vec<Value> = call
             .args
             .iter()
-            .map(|a| self.eval(a))
+            .map(|a| self.eval_in(a, depth))
             .collect::<Result<_, _>>()?;
         let arity = |n: usize| {
             if args.len() == n {
                 Ok(())
             } else {
-                Err(format!(
+                Err(InterpError::Message(format!(
                     "{shown} takes {n} argument{}, given {}",
                     if n == 1 { "" } else { "s" },
                     args.len()
-                ))
+                )))
             }
         };
         let text = |i: usize| match &args[i] {
             Value::Scalar(s) => Ok(s.clone()),
-            other => Err(format!(
+            other => Err(InterpError::Message(format!(
                 "{shown}: argument {} must be a string, found {}",
                 i + 1,
                 other.kind()
-            )),
+            ))),
         };
         let value = match (call.sigil, name.as_str()) {
             (Sigil::Scalar, "toupper") => {
@@ -156,7 +276,7 @@ impl Ctx {
             }
             (Sigil::Scalar, "eval") => {
                 arity(1)?;
-                Value::Scalar(self.eval_string(&text(0)?)?)
+                Value::Scalar(self.eval_string(&text(0)?, depth.eval()?)?)
             }
             (Sigil::Scalar, "executionstate") => {
                 arity(0)?;
@@ -182,10 +302,11 @@ impl Ctx {
                     .trim()
                     .parse()
                     .map_err(|_| format!("{shown}: the count must be a whole number"))?;
-                if !(0..=MAX_RANGE).contains(&count) {
-                    return Err(format!(
-                        "{shown}: the count must be between 0 and {MAX_RANGE}"
-                    ));
+                if count < 0 {
+                    return Err(format!("{shown}: the count must not be negative").into());
+                }
+                if count > MAX_LIST_ITEMS as i64 {
+                    return Err(Limit::ListItems.into());
                 }
                 let end = start
                     .checked_add(count)
@@ -197,20 +318,22 @@ impl Ctx {
                 match &args[0] {
                     Value::List(items) => Value::Scalar(items.len().to_string()),
                     Value::Map(entries) => Value::Scalar(entries.len().to_string()),
-                    Value::Scalar(_) => return Err(format!("{shown} needs a list or a map")),
+                    Value::Scalar(_) => {
+                        return Err(format!("{shown} needs a list or a map").into());
+                    }
                 }
             }
             (Sigil::Scalar, "jobtoken") => {
                 arity(0)?;
                 Value::Scalar(self.shared.token.to_string())
             }
-            _ => return Err(format!("unknown function {shown}")),
+            _ => return Err(InterpError::UnknownFunction { name: shown }),
         };
         Ok(value)
     }
 
     /// `$Eval(text)`: the text read as an OtterScript string, its interpolations evaluated now.
-    fn eval_string(&self, text: &str) -> Result<String, String> {
+    fn eval_string(&self, text: &str, depth: Depth) -> Result<String, InterpError> {
         // The text is parsed as the body of a swim string whose sentinel it does not contain.
         let sentinel = [">>", ">-->", ">--->", ">---->", ">----->", ">------>"]
             .into_iter()
@@ -225,11 +348,11 @@ impl Ctx {
             })?;
         match plan.body.statements.first().map(|s| &s.kind) {
             Some(StatementKind::Operation(op)) => match &op.positional {
-                Some(Expr::Str(s)) => self.interpolate(s),
-                Some(other) => self.eval_text(other),
+                Some(Expr::Str(s)) => self.interpolate_in(s, depth),
+                Some(other) => self.eval_text_in(other, depth),
                 None => Ok(String::new()),
             },
-            _ => Err("$Eval: the text is not a string".to_owned()),
+            _ => Err("$Eval: the text is not a string".into()),
         }
     }
 }

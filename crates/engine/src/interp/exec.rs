@@ -6,6 +6,8 @@ use std::time::Duration;
 use holt_domain::LogLevel;
 use holt_plan::{ArgValue, Expr, InterpString, Operation, Part};
 
+use super::error::InterpError;
+use super::shell::{self, Piece};
 use super::value::Value;
 use super::{Ctx, ExecState, Flow, Signal};
 use crate::process::{self, Ended, ProcessSpec, Stream};
@@ -70,24 +72,25 @@ fn level_named(text: &str) -> Result<LogLevel, String> {
     }
 }
 
-/// Quotes a value as one single-quoted `/bin/sh` word: inside single quotes nothing is special,
-/// and a single quote is written as `'\''`.
+/// Quotes a value as one single-quoted `/bin/sh` word, to show an `Exec` command line in the log
+/// so that it reads as it would be typed: inside single quotes nothing is special, and a single
+/// quote is written as `'\''`.
 pub(crate) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 impl Ctx {
-    fn setting(&self, op: &Operation, name: &str) -> Result<Option<String>, String> {
+    fn setting(&self, op: &Operation, name: &str) -> Result<Option<String>, InterpError> {
         match op.arg(name) {
             None => Ok(None),
             Some(ArgValue::Input(expr)) => self.eval_text(expr).map(Some),
             Some(ArgValue::Output(_)) => {
-                Err(format!("{}: {name} is an input, not an output", op.name))
+                Err(format!("{}: {name} is an input, not an output", op.name).into())
             }
         }
     }
 
-    fn run_settings(&self, op: &Operation) -> Result<RunSettings, String> {
+    fn run_settings(&self, op: &Operation) -> Result<RunSettings, InterpError> {
         Ok(RunSettings {
             working_directory: self.setting(op, "WorkingDirectory")?.map(PathBuf::from),
             success: match self.setting(op, "SuccessExitCode")? {
@@ -111,35 +114,38 @@ impl Ctx {
             let program = match (&op.positional, op.arg("FileName")) {
                 (Some(expr), None) | (None, Some(ArgValue::Input(expr))) => self.eval_text(expr)?,
                 _ => {
-                    return Err(
-                        "Exec: give the program as FileName or as the value after Exec".to_owned(),
-                    );
+                    return Err(InterpError::from(
+                        "Exec: give the program as FileName or as the value after Exec",
+                    ));
                 }
             };
             let args = match op.arg("Arguments") {
                 None => Vec::new(),
                 Some(ArgValue::Input(expr)) => self.arguments(expr)?,
                 Some(ArgValue::Output(_)) => {
-                    return Err("Exec: Arguments is an input, not an output".to_owned());
+                    return Err("Exec: Arguments is an input, not an output".into());
                 }
             };
             Ok((program, args, self.run_settings(op)?))
         })();
         let (program, args, settings) = match prepared {
             Ok(prepared) => prepared,
-            Err(message) => return self.raise(&message).await,
+            Err(message) => return self.raise(message).await,
         };
+        // Each word is masked before it is quoted: quoting a secret that holds a quote would
+        // change it into text that masking the line no longer finds.
         let shown = std::iter::once(program.as_str())
             .chain(args.iter().map(String::as_str))
+            .map(|word| self.shared.log.masked(word))
             .map(|word| {
                 if !word.is_empty()
                     && word
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
                 {
-                    word.to_owned()
+                    word
                 } else {
-                    shell_quote(word)
+                    shell_quote(&word)
                 }
             })
             .collect::<Vec<_>>()
@@ -151,35 +157,39 @@ impl Ctx {
             args,
             working_directory: settings.working_directory.clone(),
             env: self.process_env(),
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
 
-    /// `SHExec >>script>>`: runs a script with `/bin/sh`, each interpolated value inserted as one
-    /// single-quoted word.
+    /// `SHExec >>script>>`: runs a script with `/bin/sh`, each interpolated value passed in the
+    /// environment and referred to from the script (see [`shell`]).
     pub(super) async fn shexec(&mut self, op: &Operation) -> Flow {
         let prepared = (|| {
             let script = match (&op.positional, op.arg("Text")) {
                 (Some(expr), None) | (None, Some(ArgValue::Input(expr))) => self.script(expr)?,
                 _ => {
-                    return Err(
-                        "SHExec: give the script as the value after SHExec or as Text".to_owned(),
-                    );
+                    return Err(InterpError::from(
+                        "SHExec: give the script as the value after SHExec or as Text",
+                    ));
                 }
             };
             Ok((script, self.run_settings(op)?))
         })();
         let (script, settings) = match prepared {
             Ok(prepared) => prepared,
-            Err(message) => return self.raise(&message).await,
+            Err(message) => return self.raise(message).await,
         };
         self.log(LogLevel::Debug, "Executing a script with /bin/sh")
             .await?;
+        let mut env = self.process_env();
+        env.extend(script.env);
         let spec = ProcessSpec {
             program: "/bin/sh".to_owned(),
-            args: vec!["-c".to_owned(), script],
+            args: vec!["-c".to_owned(), script.text],
             working_directory: settings.working_directory.clone(),
-            env: self.process_env(),
+            env,
+            max_line_bytes: self.shared.log.keep_bytes(),
         };
         self.run_program(spec, &settings).await
     }
@@ -188,7 +198,7 @@ impl Ctx {
     /// single and double quotes in it; each interpolated value then joins the word it stands
     /// in, whole, so a value is never split and never quoted away, whatever it contains. A list
     /// gives one argument per item.
-    fn arguments(&self, expr: &Expr) -> Result<Vec<String>, String> {
+    fn arguments(&self, expr: &Expr) -> Result<Vec<String>, InterpError> {
         let s = match expr {
             Expr::Str(s) => s,
             other => {
@@ -205,44 +215,47 @@ impl Ctx {
         })
     }
 
-    /// The script text with each interpolated value single-quoted.
-    fn script(&self, expr: &Expr) -> Result<String, String> {
-        match expr {
-            Expr::Str(s) => {
-                let mut out = String::new();
-                for part in &s.parts {
-                    match part {
-                        Part::Text(text) => out.push_str(text),
-                        Part::Var(var) => out.push_str(&shell_quote(
-                            &self.eval(&Expr::Var(var.clone()))?.to_string(),
-                        )),
-                        Part::Expr(expr) => {
-                            out.push_str(&shell_quote(&self.eval(expr)?.to_string()))
+    /// The script: the plan's text, and each interpolated value as data the script refers to.
+    /// A script given as a whole value (`SHExec $x;`) is that one value, as one command word.
+    fn script(&self, expr: &Expr) -> Result<shell::Script, InterpError> {
+        let pieces = match expr {
+            Expr::Str(s) => s
+                .parts
+                .iter()
+                .map(|part| {
+                    Ok(match part {
+                        Part::Text(text) => Piece::Text(text.clone()),
+                        Part::Var(var) => {
+                            Piece::Value(self.eval(&Expr::Var(var.clone()))?.to_string())
                         }
-                    }
-                }
-                Ok(out)
-            }
-            other => Ok(shell_quote(&self.eval(other)?.to_string())),
-        }
+                        Part::Expr(expr) => Piece::Value(self.eval(expr)?.to_string()),
+                    })
+                })
+                .collect::<Result<Vec<_>, InterpError>>()?,
+            other => vec![Piece::Value(self.eval(other)?.to_string())],
+        };
+        Ok(shell::build(&pieces)?)
     }
 
     /// The marks every process of this job carries in its environment.
-    fn process_env(&self) -> Vec<(&'static str, String)> {
+    fn process_env(&self) -> Vec<(String, String)> {
         vec![
-            (process::INSTANCE_ENV, self.shared.instance.clone()),
-            (process::TOKEN_ENV, self.shared.token.to_string()),
+            (
+                process::INSTANCE_ENV.to_owned(),
+                self.shared.instance.clone(),
+            ),
+            (process::TOKEN_ENV.to_owned(), self.shared.token.to_string()),
         ]
     }
 
     /// Runs a program, logging its output as it arrives, and decides the operation's outcome.
     async fn run_program(&mut self, spec: ProcessSpec, settings: &RunSettings) -> Flow {
         let before = self.state;
-        let (mut running, mut lines) = match process::start(&spec) {
+        let (mut running, mut lines) = match process::start(&spec, self.shared.kill_grace) {
             Ok(started) => started,
             Err(e) => {
                 return self
-                    .raise(&format!("cannot start {}: {e}", spec.program))
+                    .raise(format!("cannot start {}: {e}", spec.program))
                     .await;
             }
         };
@@ -353,8 +366,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Splits a string into words as written, then lays each part's value into its word.
 fn split_words(
     s: &InterpString,
-    mut value: impl FnMut(&Part) -> Result<String, String>,
-) -> Result<Vec<String>, String> {
+    mut value: impl FnMut(&Part) -> Result<String, InterpError>,
+) -> Result<Vec<String>, InterpError> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -387,7 +400,7 @@ fn split_words(
         }
     }
     if quote.is_some() {
-        return Err("Arguments has an unterminated quote".to_owned());
+        return Err("Arguments has an unterminated quote".into());
     }
     if in_word {
         words.push(word);

@@ -4,13 +4,18 @@
 //! Control leaves a block early through a [`Signal`]: loop and module control, a raised error
 //! (catchable), `fail;` (not catchable), a stop (timeout, cancel, shutdown) or a store failure.
 
+mod blocks;
+use blocks::seconds;
+pub(crate) mod error;
 mod eval;
 mod exec;
+mod shell;
 mod value;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::find_operation;
 use crate::joblog::JobLog;
+use error::{
+    InterpError, Limit, MAX_ASYNC_BLOCKS, MAX_BLOCK_NESTING, MAX_CALL_DEPTH, MAX_JOB_STEPS,
+};
 use value::{Env, Value, key_of};
 
 /// A job's execution state. The order matters: a later state is a worse one.
@@ -67,9 +75,9 @@ pub(crate) enum Signal {
 type Flow = Result<(), Signal>;
 type BoxFlow<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
 
-/// The deepest module call chain allowed, so a module calling itself ends with an error rather
-/// than exhausting memory.
-const MAX_CALL_DEPTH: usize = 64;
+/// How many statements run between two chances for other tasks to run on the same thread, so
+/// a long loop of quick statements does not hold a runtime thread to itself.
+const STATEMENTS_PER_YIELD: u64 = 1024;
 
 /// Runs a plan to its end and returns the final execution state.
 pub(crate) async fn run(
@@ -80,8 +88,11 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
     kill_grace: Duration,
 ) -> Result<ExecState, StoreError> {
+    // The built-in variables answer before any job variable; one of their names reaching here
+    // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
     let globals = variables
         .iter()
+        .filter(|(name, _)| !name.is_built_in())
         .map(|(name, value)| {
             (
                 ('$', name.key().to_owned()),
@@ -114,6 +125,8 @@ pub(crate) async fn run(
             locks: Mutex::new(HashMap::new()),
             kill_grace,
             instance,
+            steps: AtomicU64::new(0),
+            async_blocks: AtomicUsize::new(0),
         }),
         env: Env {
             frames: vec![HashMap::new()],
@@ -124,6 +137,8 @@ pub(crate) async fn run(
         cancel: cancel.clone(),
         tasks: Vec::new(),
         depth: 0,
+        nesting: 0,
+        since_yield: 0,
     };
     let flow = ctx.statements(&plan.body).await;
     // The end of a plan awaits everything still running.
@@ -148,6 +163,21 @@ struct Shared {
     kill_grace: Duration,
     /// The store's instance id, marked on every process.
     instance: String,
+    /// The evaluation steps taken so far by every line of the job; see [`MAX_JOB_STEPS`].
+    steps: AtomicU64,
+    /// The async blocks started and not yet finished; see [`MAX_ASYNC_BLOCKS`].
+    async_blocks: AtomicUsize,
+}
+
+impl Shared {
+    /// Counts `n` more steps of work against the job's budget.
+    fn charge(&self, n: u64) -> Result<(), Limit> {
+        let before = self.steps.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > MAX_JOB_STEPS {
+            return Err(Limit::JobSteps);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -173,7 +203,12 @@ pub(crate) struct Ctx {
     scope: ScopePath,
     cancel: CancellationToken,
     tasks: Vec<AsyncTask>,
+    /// Module calls around the running code; see [`MAX_CALL_DEPTH`].
     depth: usize,
+    /// Blocks around the running code, across module calls; see [`MAX_BLOCK_NESTING`].
+    nesting: usize,
+    /// Statements run since this line last let other tasks run; see [`STATEMENTS_PER_YIELD`].
+    since_yield: u64,
 }
 
 impl Ctx {
@@ -186,20 +221,30 @@ impl Ctx {
             .map_err(Signal::Store)
     }
 
-    /// Logs `message` as an error, sets the failing state and raises.
-    async fn raise(&mut self, message: &str) -> Flow {
+    /// Logs the error, sets the failing state and raises it. An exceeded bound is not raised but
+    /// ends the job at once, like `fail;`: running a `catch` or a retry would only meet it again.
+    async fn raise(&mut self, error: impl Into<InterpError>) -> Flow {
+        let error = error.into();
         let before = self.state;
-        self.log(LogLevel::Error, message).await?;
+        self.log(LogLevel::Error, &error.to_string()).await?;
         self.state = ExecState::Failing;
+        if error.is_fatal() {
+            return Err(Signal::Fail);
+        }
         Err(Signal::Raise { before })
     }
 
     /// Runs a block in a new variable frame.
     fn block<'a>(&'a mut self, block: &'a Block) -> BoxFlow<'a> {
         Box::pin(async move {
+            if self.nesting >= MAX_BLOCK_NESTING {
+                return self.raise(Limit::BlockNesting).await;
+            }
+            self.nesting += 1;
             self.env.push();
             let flow = self.statements(block).await;
             self.env.pop();
+            self.nesting -= 1;
             flow
         })
     }
@@ -210,6 +255,14 @@ impl Ctx {
             for statement in &block.statements {
                 if self.cancel.is_cancelled() {
                     return Err(Signal::Stopped);
+                }
+                if let Err(limit) = self.shared.charge(1) {
+                    return self.raise(limit).await;
+                }
+                self.since_yield += 1;
+                if self.since_yield >= STATEMENTS_PER_YIELD {
+                    self.since_yield = 0;
+                    tokio::task::yield_now().await;
                 }
                 self.statement(statement).await?;
             }
@@ -257,11 +310,20 @@ impl Ctx {
             } => {
                 let value = match self.eval(value) {
                     Ok(v) => v,
-                    Err(message) => return self.raise(&message).await,
+                    Err(message) => return self.raise(message).await,
                 };
+                if target.sigil == holt_plan::Sigil::Scalar
+                    && holt_domain::is_built_in_variable(&target.name)
+                {
+                    return self
+                        .raise(InterpError::BuiltIn {
+                            name: target.to_string(),
+                        })
+                        .await;
+                }
                 if value.sigil() != target.sigil {
                     return self
-                        .raise(&format!("cannot assign {} to {target}", value.kind()))
+                        .raise(format!("cannot assign {} to {target}", value.kind()))
                         .await;
                 }
                 let key = key_of(target);
@@ -282,15 +344,15 @@ impl Ctx {
                     Ok(Value::Map(entries)) => entries.into_keys().map(Value::Scalar).collect(),
                     Ok(Value::Scalar(s)) => {
                         return self
-                            .raise(&format!("foreach needs a list, found the string \"{s}\""))
+                            .raise(format!("foreach needs a list, found the string \"{s}\""))
                             .await;
                     }
-                    Err(message) => return self.raise(&message).await,
+                    Err(message) => return self.raise(message).await,
                 };
                 for item in items {
                     if item.sigil() != var.sigil {
                         return self
-                            .raise(&format!("cannot assign {} to {var}", item.kind()))
+                            .raise(format!("cannot assign {} to {var}", item.kind()))
                             .await;
                     }
                     let inner = self.scope.child(&format!("{var} = {item}"));
@@ -310,7 +372,7 @@ impl Ctx {
             }
             StatementKind::Unsupported { construct, .. } => {
                 // The loader refuses these; a plan that got here anyway fails clearly.
-                self.raise(&format!("`{construct}` is not supported by Holt"))
+                self.raise(format!("`{construct}` is not supported by Holt"))
                     .await
             }
             StatementKind::Break => Err(Signal::Break),
@@ -334,11 +396,11 @@ impl Ctx {
                 let text = match message {
                     Some(expr) => match self.eval_text(expr) {
                         Ok(text) => text,
-                        Err(message) => return self.raise(&message).await,
+                        Err(message) => return self.raise(message).await,
                     },
                     None => "An error was thrown.".to_owned(),
                 };
-                self.raise(&text).await
+                self.raise(text).await
             }
             StatementKind::Fail => {
                 self.state = ExecState::Failing;
@@ -377,7 +439,7 @@ impl Ctx {
         Box::pin(async move {
             let holds = match self.predicate(&branch.cond) {
                 Ok(holds) => holds,
-                Err(message) => return self.raise(&message).await,
+                Err(message) => return self.raise(message).await,
             };
             if holds {
                 return self.block(&branch.then).await;
@@ -390,272 +452,9 @@ impl Ctx {
         })
     }
 
-    async fn call(&mut self, name: &str, args: &[(String, Expr)]) -> Flow {
-        let bare = name.rsplit_once("::").map_or(name, |(_, bare)| bare);
-        let Some(module) = self.shared.modules.get(&bare.to_lowercase()).cloned() else {
-            return self.raise(&format!("unknown module {name}")).await;
-        };
-        if self.depth >= MAX_CALL_DEPTH {
-            return self
-                .raise(&format!(
-                    "module calls are nested more than {MAX_CALL_DEPTH} deep"
-                ))
-                .await;
-        }
-        let mut frame = HashMap::new();
-        for (arg, expr) in args {
-            let Some(param) = module
-                .params
-                .iter()
-                .find(|p| p.var.name.eq_ignore_ascii_case(arg))
-            else {
-                return self
-                    .raise(&format!("module {} has no parameter {arg}", module.name))
-                    .await;
-            };
-            let value = match self.eval(expr) {
-                Ok(value) => value,
-                Err(message) => return self.raise(&message).await,
-            };
-            if value.sigil() != param.var.sigil {
-                return self
-                    .raise(&format!(
-                        "module {}: cannot pass {} as {}",
-                        module.name,
-                        value.kind(),
-                        param.var
-                    ))
-                    .await;
-            }
-            frame.insert(key_of(&param.var), value);
-        }
-        for param in &module.params {
-            let key = key_of(&param.var);
-            if frame.contains_key(&key) {
-                continue;
-            }
-            match &param.default {
-                Some(expr) => match self.eval(expr) {
-                    Ok(value) => {
-                        frame.insert(key, value);
-                    }
-                    Err(message) => return self.raise(&message).await,
-                },
-                None => {
-                    return self
-                        .raise(&format!(
-                            "module {}: missing argument {}",
-                            module.name, param.var
-                        ))
-                        .await;
-                }
-            }
-        }
-        // A module sees its parameters and the globals, not the caller's local variables.
-        let globals = self.env.globals.clone();
-        let caller = std::mem::replace(
-            &mut self.env,
-            Env {
-                frames: vec![frame],
-                globals,
-            },
-        );
-        self.depth += 1;
-        let flow = self.block(&module.body).await;
-        self.depth -= 1;
-        self.env = caller;
-        match flow {
-            Err(Signal::Return) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Runs a `with` statement: async outermost, then lock, then retry, then timeout, so that a
-    /// retried block gets a fresh timeout for each attempt.
-    async fn with(&mut self, directives: &[Directive], body: &Block) -> Flow {
-        let mut settings = WithSettings::default();
-        for directive in directives {
-            let result = match &directive.kind {
-                DirectiveKind::Async(name) => {
-                    settings.async_name = Some(name.clone());
-                    Ok(())
-                }
-                DirectiveKind::Retry(expr) => self
-                    .eval_text(expr)
-                    .and_then(|t| {
-                        t.trim()
-                            .parse::<u32>()
-                            .map_err(|_| format!("retry needs a whole number, found \"{t}\""))
-                    })
-                    .map(|n| settings.retries = n),
-                DirectiveKind::Timeout(expr) => self
-                    .eval_text(expr)
-                    .and_then(|t| seconds(&t).map_err(|e| format!("timeout {e}")))
-                    .map(|d| settings.timeout = Some(d)),
-                DirectiveKind::Lock(expr) => {
-                    self.eval_text(expr).map(|name| settings.lock = Some(name))
-                }
-                DirectiveKind::Unsupported(name) => {
-                    Err(format!("`with {name}` is not supported by Holt"))
-                }
-            };
-            if let Err(message) = result {
-                return self.raise(&message).await;
-            }
-        }
-        match settings.async_name.take() {
-            None => self.guarded(&settings, body).await,
-            Some(name) => {
-                let mut child = Ctx {
-                    shared: self.shared.clone(),
-                    env: self.env.clone(),
-                    state: ExecState::Normal,
-                    scope: self.scope.clone(),
-                    cancel: self.cancel.child_token(),
-                    tasks: Vec::new(),
-                    depth: self.depth,
-                };
-                // The copy of the variables is a snapshot of the frames; globals stay shared.
-                child.env.frames = self.env.frames.clone();
-                let body = body.clone();
-                let handle = tokio::spawn(async move {
-                    let flow = child.guarded(&settings, &body).await;
-                    let flow = flow.and(child.await_tasks(None).await);
-                    (child.state, flow)
-                });
-                self.tasks.push(AsyncTask { name, handle });
-                Ok(())
-            }
-        }
-    }
-
-    /// Lock, retry and timeout around a block.
-    async fn guarded(&mut self, settings: &WithSettings, body: &Block) -> Flow {
-        let _guard = match &settings.lock {
-            None => None,
-            Some(name) => {
-                let lock = self
-                    .shared
-                    .locks
-                    .lock()
-                    .expect("locks lock")
-                    .entry(name.to_lowercase())
-                    .or_default()
-                    .clone();
-                tokio::select! {
-                    guard = lock.lock_owned() => Some(guard),
-                    () = self.cancel.cancelled() => return Err(Signal::Stopped),
-                }
-            }
-        };
-        let entry = self.state;
-        let mut attempt = 0;
-        loop {
-            self.state = entry;
-            let flow = match settings.timeout {
-                None => self.block(body).await,
-                Some(limit) => self.timed(limit, body).await,
-            };
-            match flow {
-                Err(Signal::Raise { .. }) if attempt < settings.retries => {
-                    attempt += 1;
-                    let text = format!(
-                        "Retrying (attempt {} of {}).",
-                        attempt + 1,
-                        settings.retries + 1
-                    );
-                    self.log(LogLevel::Debug, &text).await?;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Runs a block under a time limit; at the limit its work is cancelled (its processes end)
-    /// and an error is raised here.
-    async fn timed(&mut self, limit: Duration, body: &Block) -> Flow {
-        let inner = self.cancel.child_token();
-        let outer = std::mem::replace(&mut self.cancel, inner.clone());
-        let finished = {
-            let work = self.block(body);
-            tokio::pin!(work);
-            tokio::select! {
-                flow = &mut work => Some(flow),
-                () = tokio::time::sleep(limit) => {
-                    inner.cancel();
-                    // Let the work see the cancellation and end its processes before going on.
-                    let _ = work.await;
-                    None
-                }
-            }
-        };
-        self.cancel = outer;
-        match finished {
-            Some(flow) => flow,
-            None => {
-                self.raise(&format!(
-                    "Timeout of {} seconds elapsed.",
-                    limit.as_secs_f64()
-                ))
-                .await
-            }
-        }
-    }
-
-    /// Waits for async blocks: all of them (`None` or `Some(None)`), or those of one name, and
-    /// brings their warnings and errors home.
-    async fn await_tasks(&mut self, name: Option<Option<&str>>) -> Flow {
-        let (chosen, kept): (Vec<AsyncTask>, Vec<AsyncTask>) = std::mem::take(&mut self.tasks)
-            .into_iter()
-            .partition(|task| match name {
-                None | Some(None) => true,
-                Some(Some(wanted)) => task
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted)),
-            });
-        self.tasks = kept;
-        self.join(chosen).await
-    }
-
-    /// Waits for the async blocks started since the first `from` tasks.
-    async fn await_from(&mut self, from: usize) -> Flow {
-        let started = self.tasks.split_off(from.min(self.tasks.len()));
-        self.join(started).await
-    }
-
-    async fn join(&mut self, tasks: Vec<AsyncTask>) -> Flow {
-        let before = self.state;
-        let mut first_error = None;
-        for task in tasks {
-            let (state, flow) = match task.handle.await {
-                Ok(result) => result,
-                Err(e) => (
-                    ExecState::Failing,
-                    Err(Signal::Store(StoreError::Database(Box::new(e)))),
-                ),
-            };
-            if state > self.state {
-                self.state = state;
-            }
-            if let Err(signal) = flow {
-                let signal = match signal {
-                    Signal::Raise { .. } => Signal::Raise { before },
-                    Signal::Break | Signal::Continue | Signal::Return => continue,
-                    other => other,
-                };
-                first_error.get_or_insert(signal);
-            }
-        }
-        match first_error {
-            Some(signal) => Err(signal),
-            None => Ok(()),
-        }
-    }
-
     async fn operation(&mut self, op: &Operation) -> Flow {
         let Some(spec) = find_operation(op.namespace.as_deref(), &op.name) else {
-            return self.raise(&format!("unknown operation {}", op.name)).await;
+            return self.raise(format!("unknown operation {}", op.name)).await;
         };
         match spec.name {
             "Log-Debug" | "Log-Information" | "Log-Warning" | "Log-Error" => {
@@ -663,10 +462,10 @@ impl Ctx {
                     Ok(Some(value)) => value.to_string(),
                     Ok(None) => {
                         return self
-                            .raise(&format!("{}: missing the text to log", spec.name))
+                            .raise(format!("{}: missing the text to log", spec.name))
                             .await;
                     }
-                    Err(message) => return self.raise(&message).await,
+                    Err(message) => return self.raise(message).await,
                 };
                 let level = match spec.name {
                     "Log-Debug" => LogLevel::Debug,
@@ -686,18 +485,18 @@ impl Ctx {
                 let duration = match self.input(op, "Seconds") {
                     Ok(Some(Value::Scalar(text))) => match seconds(&text) {
                         Ok(d) => d,
-                        Err(e) => return self.raise(&format!("Sleep {e}")).await,
+                        Err(e) => return self.raise(format!("Sleep {e}")).await,
                     },
                     Ok(Some(other)) => {
                         return self
-                            .raise(&format!(
+                            .raise(format!(
                                 "Sleep needs a number of seconds, found {}",
                                 other.kind()
                             ))
                             .await;
                     }
                     Ok(None) => return self.raise("Sleep: missing the number of seconds").await,
-                    Err(message) => return self.raise(&message).await,
+                    Err(message) => return self.raise(message).await,
                 };
                 tokio::select! {
                     () = tokio::time::sleep(duration) => Ok(()),
@@ -709,48 +508,27 @@ impl Ctx {
             "Exec" => Box::pin(self.exec(op)).await,
             "SHExec" => Box::pin(self.shexec(op)).await,
             other => {
-                self.raise(&format!("operation {other} cannot run here"))
+                self.raise(format!("operation {other} cannot run here"))
                     .await
             }
         }
     }
 
     /// The value of an operation's input: the positional value, or the argument `name`.
-    fn input(&self, op: &Operation, name: &str) -> Result<Option<Value>, String> {
+    fn input(&self, op: &Operation, name: &str) -> Result<Option<Value>, InterpError> {
         let expr = match (&op.positional, op.arg(name)) {
             (Some(expr), None) => expr,
             (None, Some(ArgValue::Input(expr))) => expr,
             (None, None) => return Ok(None),
-            (Some(_), Some(_)) => return Err(format!("{}: {name} is given twice", op.name)),
+            (Some(_), Some(_)) => {
+                return Err(format!("{}: {name} is given twice", op.name).into());
+            }
             (None, Some(ArgValue::Output(_))) => {
-                return Err(format!("{}: {name} is an input, not an output", op.name));
+                return Err(format!("{}: {name} is an input, not an output", op.name).into());
             }
         };
         self.eval(expr).map(Some)
     }
-}
-
-#[derive(Debug, Default, Clone)]
-struct WithSettings {
-    async_name: Option<Option<String>>,
-    retries: u32,
-    timeout: Option<Duration>,
-    lock: Option<String>,
-}
-
-/// Parses a number of seconds, fractions allowed, up to a year. Refusing NaN, negatives and
-/// absurd values keeps `Duration` from panicking.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("needs a number of seconds, found \"{text}\""))?;
-    if !(0.0..=31_536_000.0).contains(&value) {
-        return Err(format!(
-            "needs between 0 and 31536000 seconds, found \"{text}\""
-        ));
-    }
-    Ok(Duration::from_secs_f64(value))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use holt_domain::{
     JobStatus, JobToken, LogEntry, Template, TemplateCatalog, Variables, format_entry,
 };
-use holt_storage::{JobStore, SqliteConfig, SqliteStore};
+use holt_storage::{SqliteConfig, SqliteStore};
 
 use crate::{Engine, EngineConfig, check_plan};
 
@@ -30,16 +30,15 @@ async fn engine_with(plan: &str) -> (tempfile::TempDir, Engine) {
     (dir, engine)
 }
 
-async fn wait_terminal(store: &Arc<dyn JobStore>, token: JobToken) -> JobStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = store.status(token).await.unwrap().unwrap();
-        if status.is_terminal() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "job still {status}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// The job's final status: the engine's own wait, woken when the job ends.
+async fn wait_terminal(engine: &Engine, token: JobToken) -> JobStatus {
+    let status = engine
+        .wait(token, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.is_terminal(), "job still {status}");
+    status
 }
 
 /// Runs `plan` as a job and returns its final status and log entries.
@@ -59,7 +58,7 @@ async fn run_entries(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, Vec<LogEn
         .await
         .unwrap()
         .token();
-    let status = wait_terminal(engine.store(), token).await;
+    let status = wait_terminal(&engine, token).await;
     let entries = engine.store().logs(token, 0, 10_000).await.unwrap();
     (status, entries)
 }
@@ -72,8 +71,10 @@ fn check(plan: &str, expect_body: &str, expect_status: JobStatus) {
 
 #[track_caller]
 fn check_with(plan: &str, vars: &[(&str, &str)], expect_body: &str, expect_status: JobStatus) {
+    // The stack holtd's runtime threads have, which deep plans need in a debug build.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::WORKER_STACK_BYTES)
         .enable_all()
         .build()
         .unwrap();
@@ -177,7 +178,7 @@ fn unknown_variables_are_runtime_errors_naming_the_variable() {
 #[test]
 fn a_variable_shadows_a_function() {
     check(
-        "set $JobToken = mine;\nLog-Information $JobToken;",
+        "set $ToUpper = mine;\nLog-Information $ToUpper;",
         "INFO: mine\n",
         JobStatus::Succeeded,
     );
@@ -372,7 +373,7 @@ fn modules() {
     );
     check(
         "module R { call R(); }\ncall R();",
-        "ERROR: module calls are nested more than 64 deep\n",
+        "ERROR: module call nesting exceeds its limit of 64\n",
         JobStatus::Error,
     );
 }
@@ -431,7 +432,7 @@ fn secrets_are_masked() {
         let template = engine.templates().get(&"t".parse().unwrap()).unwrap().clone();
         for (vars, expected) in [(Variables::new(), "pw=***, again ***"), ([("password".parse().unwrap(), "s3cr3t".to_owned())].into_iter().collect(), "pw=***, again ***")] {
             let token = engine.trigger(&template, &vars, None).await.unwrap().token();
-            wait_terminal(engine.store(), token).await;
+            wait_terminal(&engine, token).await;
             let entries = engine.store().logs(token, 0, 100).await.unwrap();
             assert_eq!(entries[1].text, expected);
         }
@@ -475,306 +476,6 @@ fn the_loader_rejects_what_the_engine_cannot_run() {
     );
 }
 
-#[test]
-fn exec_runs_a_program_and_logs_its_output() {
-    check(
-        "Exec /bin/echo (Arguments: hello \"big world\");",
-        "DEBUG: Executing /bin/echo hello 'big world'\nINFO: hello big world\nDEBUG: /bin/echo exited with code 0\n",
-        JobStatus::Succeeded,
-    );
-    check(
-        "InedoCore::Exec (FileName: /bin/sh, Arguments: -c \"exit 3\");\nLog-Information never;",
-        "DEBUG: Executing /bin/sh -c 'exit 3'\nERROR: /bin/sh exited with code 3, which does not satisfy SuccessExitCode == 0\n",
-        JobStatus::Error,
-    );
-    check(
-        "Exec /bin/sh (Arguments: -c \"exit 3\", SuccessExitCode: != 1);",
-        "DEBUG: Executing /bin/sh -c 'exit 3'\nDEBUG: /bin/sh exited with code 3\n",
-        JobStatus::Succeeded,
-    );
-    check(
-        "Exec /bin/sh (Arguments: -c \"echo oops >&2\");",
-        "DEBUG: Executing /bin/sh -c 'echo oops >&2'\nERROR: oops\nERROR: /bin/sh wrote to its error output\n",
-        JobStatus::Error,
-    );
-    check(
-        "Exec /bin/sh (Arguments: -c \"echo careful >&2; sleep 0.2; echo out\", ErrorOutputLogLevel: Warning, OutputLogLevel: Debug);",
-        "DEBUG: Executing /bin/sh -c 'echo careful >&2; sleep 0.2; echo out'\nWARN: careful\nDEBUG: out\nDEBUG: /bin/sh exited with code 0\n",
-        JobStatus::Warning,
-    );
-    check(
-        "try { Exec /no/such/program; } catch { Log-Information caught; }",
-        "DEBUG: Executing /no/such/program\nERROR: cannot start /no/such/program: No such file or directory (os error 2)\nINFO: caught\n",
-        JobStatus::Succeeded,
-    );
-}
-
-#[test]
-fn shexec_runs_a_script() {
-    check(
-        "set $who = world;\nSHExec >>echo hello $who\nexit 0>>;",
-        "DEBUG: Executing a script with /bin/sh\nINFO: hello world\nDEBUG: /bin/sh exited with code 0\n",
-        JobStatus::Succeeded,
-    );
-    check(
-        "SHExec >>exit 2>> (SuccessExitCode: == 2);",
-        "DEBUG: Executing a script with /bin/sh\nDEBUG: /bin/sh exited with code 2\n",
-        JobStatus::Succeeded,
-    );
-}
-
-/// Values a hostile client might send, each of which must reach the program as exactly one
-/// argument and run nothing.
-fn hostile_values(dir: &std::path::Path) -> Vec<String> {
-    let pwned = dir.join("pwned");
-    let p = pwned.display();
-    vec![
-        format!("x; touch {p}"),
-        format!("$(touch {p})"),
-        format!("`touch {p}`"),
-        format!("'\"; touch {p}; \"'"),
-        format!("a\ntouch {p}\nb"),
-        format!("x' ; touch {p} ; '"),
-    ]
-}
-
-#[test]
-fn variable_values_can_never_change_the_shape_of_a_command() {
-    let dir = tempfile::tempdir().unwrap();
-    for value in hostile_values(dir.path()) {
-        let printed: String = format!("[{value}]")
-            .lines()
-            .map(|l| format!("INFO: {l}\n"))
-            .collect();
-        for plan in [
-            "Exec printf (Arguments: '\"[%s]`n\" $v');",
-            "Exec printf (Arguments: [%s]`n $v);",
-            "SHExec >>printf '[%s]`n' $v>>;",
-        ] {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let (status, entries) = runtime.block_on(run_entries(plan, &[("v", &value)]));
-            let mut body = String::new();
-            for entry in &entries {
-                if entry.level == holt_domain::LogLevel::Info && entry.text != "Job succeeded." {
-                    format_entry(&mut body, entry);
-                }
-            }
-            assert_eq!(body, printed, "plan {plan} with {value:?}");
-            assert_eq!(status, JobStatus::Succeeded, "plan {plan} with {value:?}");
-            assert!(
-                !dir.path().join("pwned").exists(),
-                "plan {plan} with {value:?} ran a command"
-            );
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn output_is_logged_as_it_arrives() {
-    let (_, entries) = run_entries("SHExec >>echo one; sleep 0.6; echo two>>;", &[]).await;
-    let time = |text: &str| entries.iter().find(|e| e.text == text).unwrap().time_ms;
-    assert!(time("two") - time("one") >= 400, "{entries:?}");
-}
-
-fn alive(pid: &str) -> bool {
-    // A zombie has exited; only a live process counts.
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_ends_the_whole_process_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let plan = format!(
-        "with timeout=1 {{\n  SHExec >>echo `$`$ > {d}/main; sleep 60 & echo `$! > {d}/child; wait>>;\n}}"
-    );
-    let started = Instant::now();
-    let (status, entries) = run_entries(&plan, &[]).await;
-    let took = started.elapsed();
-    assert_eq!(status, JobStatus::Error);
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert!(
-        entries
-            .iter()
-            .any(|e| e.text == "Timeout of 1 seconds elapsed."),
-        "{entries:?}"
-    );
-    for which in ["main", "child"] {
-        let pid = std::fs::read_to_string(dir.path().join(which)).unwrap();
-        assert!(!alive(&pid), "the {which} process {pid} outlived the job");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn children_left_behind_are_ended_with_their_program() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let plan = format!("SHExec >>sleep 60 & echo `$! > {d}/child>>;");
-    let (status, _) = run_entries(&plan, &[]).await;
-    assert_eq!(status, JobStatus::Succeeded);
-    let pid = std::fs::read_to_string(dir.path().join("child")).unwrap();
-    assert!(
-        !alive(&pid),
-        "the background process {pid} outlived the job"
-    );
-}
-
-/// State-changing statements for the reference-model property.
-#[derive(Debug, Clone)]
-enum Step {
-    LogWarning,
-    LogError,
-    Warn,
-    ForceWarn,
-    ForceNormal,
-    Error,
-    Throw,
-    Fail,
-    Try(Vec<Step>, Vec<Step>),
-}
-
-fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
-    use proptest::prelude::*;
-    let leaf = prop_oneof![
-        Just(Step::LogWarning),
-        Just(Step::LogError),
-        Just(Step::Warn),
-        Just(Step::ForceWarn),
-        Just(Step::ForceNormal),
-        Just(Step::Error),
-        Just(Step::Throw),
-        Just(Step::Fail),
-    ];
-    let step = leaf.prop_recursive(3, 16, 4, |inner| {
-        (
-            prop::collection::vec(inner.clone(), 0..4),
-            prop::collection::vec(inner, 0..3),
-        )
-            .prop_map(|(body, catch)| Step::Try(body, catch))
-    });
-    prop::collection::vec(step, 0..6)
-}
-
-fn plan_text(steps: &[Step], out: &mut String) {
-    for step in steps {
-        out.push_str(match step {
-            Step::LogWarning => "Log-Warning w;\n",
-            Step::LogError => "Log-Error e;\n",
-            Step::Warn => "warn;\n",
-            Step::ForceWarn => "force warn;\n",
-            Step::ForceNormal => "force normal;\n",
-            Step::Error => "error;\n",
-            Step::Throw => "throw t;\n",
-            Step::Fail => "fail;\n",
-            Step::Try(body, catch) => {
-                out.push_str("try {\n");
-                plan_text(body, out);
-                out.push_str("} catch {\n");
-                plan_text(catch, out);
-                out.push_str("}\n");
-                continue;
-            }
-        });
-    }
-}
-
-/// How the reference model leaves a sequence.
-enum ModelExit {
-    Done,
-    Raised { before: u8 },
-    Failed,
-}
-
-/// The rules of PLAN-LANGUAGE.md, written plainly: 0 normal, 1 warning, 2 failing.
-fn model(steps: &[Step], state: &mut u8) -> ModelExit {
-    for step in steps {
-        match step {
-            Step::LogWarning | Step::Warn => *state = (*state).max(1),
-            Step::LogError | Step::Error => *state = 2,
-            Step::ForceWarn => *state = 1,
-            Step::ForceNormal => *state = 0,
-            Step::Throw => {
-                let before = *state;
-                *state = 2;
-                return ModelExit::Raised { before };
-            }
-            Step::Fail => {
-                *state = 2;
-                return ModelExit::Failed;
-            }
-            Step::Try(body, catch) => match model(body, state) {
-                ModelExit::Done => {}
-                ModelExit::Failed => return ModelExit::Failed,
-                ModelExit::Raised { before } => {
-                    *state = before;
-                    match model(catch, state) {
-                        ModelExit::Done => {}
-                        exit => return exit,
-                    }
-                }
-            },
-        }
-    }
-    ModelExit::Done
-}
-
-#[test]
-fn final_status_matches_the_reference_model() {
-    use proptest::test_runner::{Config, TestRunner};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases: 48,
-        ..Config::default()
-    });
-    runner
-        .run(&steps(), |steps| {
-            let mut plan = String::new();
-            plan_text(&steps, &mut plan);
-            let mut state = 0;
-            let expected = match model(&steps, &mut state) {
-                ModelExit::Done => {
-                    [JobStatus::Succeeded, JobStatus::Warning, JobStatus::Error][state as usize]
-                }
-                ModelExit::Raised { .. } | ModelExit::Failed => JobStatus::Error,
-            };
-            let (status, _) = runtime.block_on(run_entries(&plan, &[]));
-            proptest::prop_assert_eq!(status, expected, "plan:\n{}", plan);
-            Ok(())
-        })
-        .unwrap();
-}
-
-#[test]
-fn the_deepest_nesting_the_parser_accepts_runs() {
-    let depth = 60;
-    let mut plan = String::new();
-    for i in 0..depth {
-        plan.push_str(if i % 3 == 0 {
-            "try { "
-        } else if i % 3 == 1 {
-            "with retry=1 { "
-        } else {
-            "{ "
-        });
-    }
-    plan.push_str("Log-Information deep;");
-    for i in (0..depth).rev() {
-        plan.push_str(if i % 3 == 0 { " } catch { }" } else { " }" });
-    }
-    check(&plan, "INFO: deep\n", JobStatus::Succeeded);
-}
+mod hostile;
+mod model;
+mod processes;

@@ -9,6 +9,11 @@ use crate::StoreError;
 /// bounded amount.
 pub(crate) const MAX_CHUNK: usize = 4096;
 
+/// The most text one chunk holds (but for a single longer entry), so that writing a chunk
+/// (which SQLite copies) and reading one back cost a bounded amount of memory however long the
+/// lines are.
+pub(crate) const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// One packed entry: level code, time, encoded scope, text.
 pub(crate) type Packed = (i64, i64, String, String);
 

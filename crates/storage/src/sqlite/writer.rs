@@ -2,14 +2,16 @@
 //! commits, and only then acknowledges each caller (group commit).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use holt_domain::{JobStatus, JobToken, LogEntry};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::chunks::MAX_CHUNK;
+use super::chunks::{MAX_CHUNK, MAX_CHUNK_BYTES};
+use super::committed::Committed;
 use super::encode_variables;
 use crate::{Created, NewJob, StoreError};
 
@@ -30,6 +32,9 @@ pub(crate) enum Command {
     AppendLogs {
         token: JobToken,
         entries: Vec<LogEntry>,
+        /// The entries' share of the log budget, given back when the command is dropped: after
+        /// its commit, or never while it waits to be retried.
+        _budget: OwnedSemaphorePermit,
     },
     /// Anything rarer: runs inside the batch's transaction and returns what to do once the
     /// batch's commit has succeeded or failed (typically, acknowledge its caller).
@@ -65,10 +70,11 @@ impl Drop for WriterHandle {
 pub(crate) fn spawn(
     conn: Connection,
     receiver: mpsc::Receiver<Command>,
+    committed: Arc<Committed>,
 ) -> Result<WriterHandle, StoreError> {
     let thread = std::thread::Builder::new()
         .name("holt-sqlite-writer".into())
-        .spawn(move || run(conn, receiver))
+        .spawn(move || run(conn, receiver, &committed))
         .map_err(|e| StoreError::Database(Box::new(e)))?;
     Ok(WriterHandle {
         thread: Some(thread),
@@ -83,7 +89,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const LOG_GATHER: Duration = Duration::from_micros(200);
 
 /// Most internal writes (logs, status changes) held while the database cannot be written; past
-/// this the writer stops taking commands, so producers wait instead of memory growing.
+/// this the writer stops taking commands, so producers wait instead of memory growing. Log
+/// entries are bounded in bytes besides, by the store's log budget.
 const MAX_RETAINED: usize = 100_000;
 
 /// What a command produced inside the transaction, acknowledged once the commit's fate is known.
@@ -93,7 +100,7 @@ enum Outcome {
     None,
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &Committed) {
     // Internal writes of a batch that could not be committed, in order, waiting to be retried.
     let mut retained: Vec<Command> = Vec::new();
     // Why the database cannot be written, while it cannot.
@@ -165,6 +172,8 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>) {
                     tracing::warn!(was = %reason, "the database can be written again");
                 }
                 delay = RETRY_FIRST;
+                // Followers are told only now, after the commit: what wakes them is readable.
+                committed.publish(&batch);
                 acknowledge(batch, outcomes);
             }
             Err(reason) => {
@@ -252,7 +261,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
     // commands changes nothing a reader can see, and lets one row hold many lines.
     let mut by_job: BTreeMap<JobToken, Vec<&LogEntry>> = BTreeMap::new();
     for command in batch.iter() {
-        if let Command::AppendLogs { token, entries } = command {
+        if let Command::AppendLogs { token, entries, .. } = command {
             by_job.entry(*token).or_default().extend(entries.iter());
         }
     }
@@ -360,8 +369,8 @@ fn update_status(
 
 const CHUNK_INSERT: &str = "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// Splits a job's entries into runs of consecutive sequence numbers of at most
-/// `MAX_CHUNK` entries each.
+/// Splits a job's entries into runs of consecutive sequence numbers of at most `MAX_CHUNK`
+/// entries and `MAX_CHUNK_BYTES` of text each (a longer entry makes a run of its own).
 fn runs<'a, 'b>(entries: &'b [&'a LogEntry]) -> impl Iterator<Item = &'b [&'a LogEntry]> {
     let mut rest = entries;
     std::iter::from_fn(move || {
@@ -369,7 +378,13 @@ fn runs<'a, 'b>(entries: &'b [&'a LogEntry]) -> impl Iterator<Item = &'b [&'a Lo
             return None;
         }
         let mut end = 1;
-        while end < rest.len() && end < MAX_CHUNK && rest[end].seq == rest[end - 1].seq + 1 {
+        let mut bytes = rest[0].text.len();
+        while end < rest.len()
+            && end < MAX_CHUNK
+            && rest[end].seq == rest[end - 1].seq + 1
+            && bytes + rest[end].text.len() <= MAX_CHUNK_BYTES
+        {
+            bytes += rest[end].text.len();
             end += 1;
         }
         let (run, tail) = rest.split_at(end);
