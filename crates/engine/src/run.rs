@@ -90,8 +90,8 @@ impl Engine {
         }
     }
 
-    /// Starts waiting jobs in free slots. Each runs in a task of its own, watched by another:
-    /// should the run panic, the watcher records the job as failed, and the slot is freed
+    /// Starts waiting jobs in free slots, each in a task of its own. Should a run panic, the
+    /// panic is caught at the task's top and the job recorded as failed; the slot is freed
     /// either way.
     pub(crate) fn dispatch(&self) {
         let templates = self.templates();
@@ -109,20 +109,25 @@ impl Engine {
     }
 
     async fn supervise(&self, job: QueuedJob, stopper: Arc<Stopper>, slot: Slot) {
+        use futures_util::FutureExt;
         let token = job.token;
         let template = job.template.clone();
-        let engine = self.clone();
-        let run = tokio::spawn(async move {
-            if let Err(e) = engine.run(job, &stopper).await {
+        // Caught in the job's own task rather than by watching it from a second one: a task
+        // per executing job is what many thousands of them cost in memory.
+        let run = std::panic::AssertUnwindSafe(self.run(job, &stopper))
+            .catch_unwind()
+            .await;
+        match run {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 tracing::error!(job = %token, error = %e, "could not record the job's progress");
             }
-        });
-        if let Err(e) = run.await {
-            // The run panicked (or the runtime is going away): the job must not stay
-            // `Executing` with its slot taken.
-            tracing::error!(job = %token, error = %e, "a job's run failed unexpectedly");
-            if let Err(e) = self.fail_internally(token, &template).await {
-                tracing::error!(job = %token, error = %e, "could not record the job's failure");
+            Err(_) => {
+                // The job must not stay `Executing` with its slot taken.
+                tracing::error!(job = %token, "a job's run panicked");
+                if let Err(e) = self.fail_internally(token, &template).await {
+                    tracing::error!(job = %token, error = %e, "could not record the job's failure");
+                }
             }
         }
         drop(slot);
