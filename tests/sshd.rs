@@ -48,7 +48,7 @@ impl Sshd {
         let user = std::env::var("USER")
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| whoami());
+            .unwrap_or_else(whoami);
         let port = free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\

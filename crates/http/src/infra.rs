@@ -21,6 +21,13 @@ use crate::routes::{Answer, App, Refusal, text};
 /// The path every infrastructure route starts with.
 pub(crate) const PREFIX: &str = "/api/infrastructure/";
 
+/// The infrastructure routes as templates, for documentation checks: `{kind}` is `servers`,
+/// `roles` or `environments`, `{operation}` is `list`, `create`, `update` or `delete`.
+pub(crate) const ROUTE_TEMPLATES: &[&str] = &[
+    "/api/infrastructure/{kind}/{operation}",
+    "/api/infrastructure/{kind}/{operation}/{name}",
+];
+
 /// What a request asks of which kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {

@@ -144,6 +144,11 @@ pub fn routes() -> Vec<(&'static str, Vec<&'static str>)> {
     ROUTES
         .iter()
         .map(|(path, methods, _)| (*path, methods.iter().map(Method::as_str).collect()))
+        .chain(
+            crate::infra::ROUTE_TEMPLATES
+                .iter()
+                .map(|path| (*path, vec![Method::POST.as_str()])),
+        )
         .collect()
 }
 
