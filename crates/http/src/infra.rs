@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::body::Body;
 use crate::params::Params;
-use crate::routes::{Answer, App, Refusal, text};
+use crate::routes::{Answer, App, Refusal, key_of, text};
 
 /// The path every infrastructure route starts with.
 pub(crate) const PREFIX: &str = "/api/infrastructure/";
@@ -73,18 +73,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Answer {
     if let Some(query) = parts.uri.query() {
         params.extend_form(query.as_bytes(), "query string")?;
     }
-    let key = match params.take("key")? {
-        Some(key) => Some(key),
-        None => parts
-            .headers
-            .get("x-apikey")
-            .map(|v| {
-                v.to_str()
-                    .map(str::to_owned)
-                    .map_err(|_| Refusal::bad("malformed X-ApiKey header"))
-            })
-            .transpose()?,
-    };
+    let key = key_of(&mut params, &parts.headers)?;
     check_admin_key(&app, key.as_deref())?;
     let query_name = params.take("name")?;
     let name = match (path_name, query_name.as_deref()) {

@@ -330,18 +330,7 @@ pub(crate) async fn read_call(app: &App, req: Request<Incoming>) -> Result<Call,
             }
         }
     }
-    let key = match params.take("key")? {
-        Some(key) => Some(key),
-        None => parts
-            .headers
-            .get("x-apikey")
-            .map(|v| {
-                v.to_str()
-                    .map(str::to_owned)
-                    .map_err(|_| Refusal::bad("malformed X-ApiKey header"))
-            })
-            .transpose()?,
-    };
+    let key = key_of(&mut params, &parts.headers)?;
     Ok(Call {
         params,
         key,
@@ -357,6 +346,21 @@ fn too_large(app: &App) -> Refusal {
             app.config.max_body_bytes
         ),
     )
+}
+
+/// The API key a request carries: the `key` parameter or, failing that, the `X-ApiKey` header.
+pub(crate) fn key_of(params: &mut Params, headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    match params.take("key")? {
+        Some(key) => Ok(Some(key)),
+        None => headers
+            .get("x-apikey")
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| Refusal::bad("malformed X-ApiKey header"))
+            })
+            .transpose(),
+    }
 }
 
 /// Refuses unless the template has no key or `key` is its key.

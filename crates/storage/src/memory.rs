@@ -286,32 +286,6 @@ impl JobStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn logs_text(
-        &self,
-        token: JobToken,
-        from_seq: u64,
-        before_seq: u64,
-        max_bytes: usize,
-    ) -> Result<(String, Option<u64>), StoreError> {
-        let state = self.state();
-        let mut body = String::new();
-        let mut last = None;
-        if let Some(job) = state.jobs.get(&token)
-            && from_seq < before_seq
-        {
-            for (seq, entry) in job.log.range(from_seq..before_seq) {
-                let mark = body.len();
-                holt_domain::format_entry(&mut body, entry);
-                if body.len() > max_bytes && last.is_some() {
-                    body.truncate(mark);
-                    break;
-                }
-                last = Some(*seq);
-            }
-        }
-        Ok((body, last))
-    }
-
     async fn inventory(&self) -> Result<holt_domain::Inventory, StoreError> {
         Ok(self.state().inventory.clone())
     }
