@@ -168,6 +168,25 @@ impl SqliteStore {
         done.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `work` inside the writer's next transaction and answers once that commits, with
+    /// its result, or with the reason the batch failed (also when `work` never got to run).
+    async fn in_batch<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.request(move |ack| {
+            Command::Run(Box::new(move |tx| {
+                // Without a transaction the batch has failed: the commit's error is the answer.
+                let result = tx.map(work);
+                Box::new(move |commit| {
+                    let answer = commit.and_then(|()| result.unwrap_or(Err(StoreError::Closed)));
+                    drop(ack.send(answer));
+                })
+            }))
+        })
+        .await
+    }
+
     /// Runs a read on a pooled connection, off the async runtime's threads.
     async fn read<T: Send + 'static>(
         &self,
@@ -255,12 +274,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.request(|ack| {
-            Command::Run(Box::new(move |_| {
-                Box::new(move |commit| drop(ack.send(commit)))
-            }))
-        })
-        .await
+        self.in_batch(|_| Ok(())).await
     }
 
     async fn job(&self, token: JobToken) -> Result<Option<JobRecord>, StoreError> {
@@ -292,13 +306,8 @@ impl JobStore for SqliteStore {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let rule = rule.clone();
-        self.request(move |ack| {
-            Command::Run(Box::new(move |tx| {
-                let deleted = delete_finished(tx, &rule, limit);
-                Box::new(move |commit| drop(ack.send(commit.and(deleted))))
-            }))
-        })
-        .await
+        self.in_batch(move |tx| delete_finished(tx, &rule, limit))
+            .await
     }
 
     async fn inventory(&self) -> Result<holt_domain::Inventory, StoreError> {
@@ -309,23 +318,13 @@ impl JobStore for SqliteStore {
         &self,
         change: holt_domain::InfraChange,
     ) -> Result<holt_domain::Inventory, StoreError> {
-        self.request(move |ack| {
-            Command::Run(Box::new(move |tx| {
-                let changed = infra::change(tx, change);
-                Box::new(move |commit| drop(ack.send(commit.and(changed))))
-            }))
-        })
-        .await
+        self.in_batch(move |tx| infra::change(tx, change)).await
     }
 
     async fn prune_idempotency(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.request(move |ack| {
-            Command::Run(Box::new(move |tx| {
-                let pruned = tx
-                    .execute("DELETE FROM idempotency WHERE created_ms < ?1", [before_ms])
-                    .map_err(StoreError::from);
-                Box::new(move |commit| drop(ack.send(commit.and(pruned))))
-            }))
+        self.in_batch(move |tx| {
+            tx.execute("DELETE FROM idempotency WHERE created_ms < ?1", [before_ms])
+                .map_err(StoreError::from)
         })
         .await
     }
@@ -393,13 +392,7 @@ impl JobStore for SqliteStore {
 
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
         let message = message.to_owned();
-        self.request(move |ack| {
-            Command::Run(Box::new(move |tx| {
-                let found = recover(tx, &message, at_ms);
-                Box::new(move |commit| drop(ack.send(commit.and(found))))
-            }))
-        })
-        .await
+        self.in_batch(move |tx| recover(tx, &message, at_ms)).await
     }
 }
 

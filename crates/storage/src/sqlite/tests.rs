@@ -281,3 +281,51 @@ async fn long_entries_beyond_the_log_budget_are_all_kept_in_bounded_chunks() {
         "a chunk holds {largest} bytes"
     );
 }
+
+/// When a batch cannot be committed, every caller waiting on it hears why, the ones whose work
+/// never got to run included (they used to hear only that the store was closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_answers_every_caller_with_its_reason() {
+    let (_dir, store) = temp_store();
+    // A database that may not grow: the next page it needs fails the batch as a full disk does.
+    let pages: i64 = store
+        .in_batch(|tx| {
+            let used: i64 = tx.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+            tx.query_row(&format!("PRAGMA max_page_count = {used}"), [], |row| {
+                row.get::<_, i64>(0)
+            })?;
+            Ok(used)
+        })
+        .await
+        .unwrap();
+    assert!(pages > 0);
+    let mut calls = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        calls.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .create_job(NewJob {
+                        template: "hdars".parse().unwrap(),
+                        plan: "x".repeat(4096),
+                        variables: Variables::new(),
+                        created_ms: 0,
+                        idempotency: None,
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                store.flush().await
+            }
+        }));
+    }
+    let mut unavailable = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(_)) => unavailable += 1,
+            Err(other) => panic!("a caller heard {other:?} instead of the batch's failure"),
+        }
+    }
+    assert!(unavailable > 0, "the database never filled up");
+}

@@ -37,11 +37,17 @@ pub(crate) enum Command {
         _budget: OwnedSemaphorePermit,
     },
     /// Anything rarer: runs inside the batch's transaction and returns what to do once the
-    /// batch's commit has succeeded or failed (typically, acknowledge its caller).
-    Run(Box<dyn FnOnce(&Transaction<'_>) -> Finish + Send>),
+    /// batch's commit has succeeded or failed (typically, acknowledge its caller). It is given
+    /// no transaction when the batch failed before reaching it, so that its caller still hears
+    /// the batch's error rather than losing its answer.
+    Run(Work),
     /// A `Run` whose closure has run: only its `Finish` is left, for a failed batch.
     Done(Finish),
 }
+
+/// The work of a `Run` command: given the batch's transaction (or none, when the batch failed
+/// before reaching it), it returns what to do with the commit's outcome.
+pub(crate) type Work = Box<dyn FnOnce(Option<&Transaction<'_>>) -> Finish + Send>;
 
 /// Called with the outcome of the commit that included a `Run` command.
 pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -129,9 +135,16 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &
         } else {
             MAX_BATCH
         };
+        // Every handle of the store is gone: nothing more will come.
+        let mut closed = false;
         while batch.len() < limit {
-            let Ok(command) = receiver.try_recv() else {
-                break;
+            let command = match receiver.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             };
             match (&failing, command) {
                 // New jobs are refused at once while the database cannot be written: the client
@@ -143,6 +156,9 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &
             }
         }
         if batch.is_empty() {
+            if closed {
+                return;
+            }
             continue;
         }
         // When nobody waits on this batch (it holds only log lines), a moment's pause lets a
@@ -185,7 +201,10 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &
                         Command::CreateJob { ack, .. } => {
                             let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
                         }
-                        Command::Run(_) => {}
+                        // A command the failure came before: its caller hears the failure.
+                        Command::Run(work) => {
+                            work(None)(Err(StoreError::Unavailable(reason.clone())))
+                        }
                         Command::Done(finish) => {
                             finish(Err(StoreError::Unavailable(reason.clone())))
                         }
@@ -193,6 +212,12 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Command>, committed: &
                             retained.push(command)
                         }
                     }
+                }
+                if closed {
+                    // The store was dropped while the database still cannot be written: a
+                    // process that is exiting cannot wait for the disk to have room again.
+                    tracing::error!(writes = retained.len(), error = %reason, "the store closed while the database could not be written; these writes are lost");
+                    return;
                 }
                 failing = Some(reason);
             }
@@ -249,7 +274,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
                 // The closure runs once; what is left is its `Finish`, for the commit's outcome.
                 let placeholder = Command::Done(Box::new(|_| {}));
                 if let Command::Run(f) = std::mem::replace(command, placeholder) {
-                    *command = Command::Done(f(&tx));
+                    *command = Command::Done(f(Some(&tx)));
                 }
                 Outcome::None
             }
