@@ -8,6 +8,21 @@ fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// Records a job of `template` with no plan and no variables.
+async fn empty_job(store: &SqliteStore, template: &str) -> JobToken {
+    store
+        .create_job(NewJob {
+            template: template.parse().unwrap(),
+            plan: String::new(),
+            variables: Variables::new(),
+            created_ms: 0,
+            idempotency: None,
+        })
+        .await
+        .unwrap()
+        .token
+}
+
 /// A fresh store in a temporary directory, for the conformance suite.
 async fn fresh() -> (tempfile::TempDir, Arc<dyn JobStore>) {
     let (dir, store) = temp_store();
@@ -132,17 +147,7 @@ fn migrating_from_one_row_per_line_keeps_every_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_appends_in_one_batch_read_back_from_any_offset() {
     let (_dir, store) = temp_store();
-    let token = store
-        .create_job(NewJob {
-            template: "hdars".parse().unwrap(),
-            plan: String::new(),
-            variables: Variables::new(),
-            created_ms: 0,
-            idempotency: None,
-        })
-        .await
-        .unwrap()
-        .token;
+    let token = empty_job(&store, "hdars").await;
     // More entries than one chunk holds, handed over in small appends.
     let total = 10_000u64;
     for start in (0..total).step_by(7) {
@@ -193,17 +198,7 @@ async fn chunks_stored_before_escaping_are_rendered_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("holt.db");
     let store = SqliteStore::open(&SqliteConfig::new(&path)).unwrap();
-    let token = store
-        .create_job(NewJob {
-            template: "hdars".parse().unwrap(),
-            plan: String::new(),
-            variables: Variables::new(),
-            created_ms: 0,
-            idempotency: None,
-        })
-        .await
-        .unwrap()
-        .token;
+    let token = empty_job(&store, "hdars").await;
     store.flush().await.unwrap();
     // A chunk as an older build wrote it: the carriage return kept raw in the stored text.
     let conn = Connection::open(&path).unwrap();
@@ -229,17 +224,7 @@ async fn chunks_stored_before_escaping_are_rendered_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_entries_beyond_the_log_budget_are_all_kept_in_bounded_chunks() {
     let (_dir, store) = temp_store();
-    let token = store
-        .create_job(NewJob {
-            template: "long".parse().unwrap(),
-            plan: String::new(),
-            variables: Variables::new(),
-            created_ms: 0,
-            idempotency: None,
-        })
-        .await
-        .unwrap()
-        .token;
+    let token = empty_job(&store, "long").await;
     let entry = |seq: u64| holt_domain::LogEntry {
         seq,
         level: holt_domain::LogLevel::Info,
