@@ -323,6 +323,13 @@ impl Ctx {
                     }
                 }
             }
+            (Sigil::Scalar, "pathcombine") => {
+                if args.is_empty() {
+                    return Err(format!("{shown} takes at least one argument").into());
+                }
+                let parts = (0..args.len()).map(text).collect::<Result<Vec<_>, _>>()?;
+                Value::Scalar(super::files::path_combine(&parts))
+            }
             (Sigil::Scalar, "jobtoken") => {
                 arity(0)?;
                 Value::Scalar(self.shared.token.to_string())

@@ -9,6 +9,8 @@ use blocks::seconds;
 pub(crate) mod error;
 mod eval;
 mod exec;
+mod files;
+mod host;
 mod shell;
 mod value;
 
@@ -507,6 +509,10 @@ impl Ctx {
             // statement's future keeps deep nesting within a thread's stack.
             "Exec" => Box::pin(self.exec(op)).await,
             "SHExec" => Box::pin(self.shexec(op)).await,
+            "Create-File" | "Ensure-File" | "Ensure-Directory" | "Delete-Files" | "Copy-Files"
+            | "Transfer-Files" | "Rename-File" | "Replace-Text" => {
+                Box::pin(self.file_operation(spec.name, op)).await
+            }
             other => {
                 self.raise(format!("operation {other} cannot run here"))
                     .await
