@@ -236,6 +236,14 @@ impl Ctx {
 
     fn function_in(&self, call: &FnCall, depth: Depth) -> Result<Value, InterpError> {
         let name = call.name.to_ascii_lowercase();
+        if super::files::is_host_function(call) {
+            let args: Vec<Value> = call
+                .args
+                .iter()
+                .map(|a| self.eval_in(a, depth))
+                .collect::<Result<_, _>>()?;
+            return self.host_value(call, &args);
+        }
         let shown = format!("{}{}", call.sigil.as_char(), call.name);
         let args: Vec<Value> = call
             .args

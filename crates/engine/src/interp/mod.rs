@@ -141,6 +141,7 @@ pub(crate) async fn run(
         depth: 0,
         nesting: 0,
         since_yield: 0,
+        host_values: files::HostValues::default(),
     };
     let flow = ctx.statements(&plan.body).await;
     // The end of a plan awaits everything still running.
@@ -211,6 +212,8 @@ pub(crate) struct Ctx {
     nesting: usize,
     /// Statements run since this line last let other tasks run; see [`STATEMENTS_PER_YIELD`].
     since_yield: u64,
+    /// What the running statement's calls to functions that look at the server gave.
+    host_values: files::HostValues,
 }
 
 impl Ctx {
@@ -303,6 +306,7 @@ impl Ctx {
     }
 
     async fn statement_kind(&mut self, statement: &Statement) -> Flow {
+        Box::pin(self.prepare_host_calls(statement)).await?;
         match &statement.kind {
             StatementKind::Operation(op) => Box::pin(self.operation(op)).await,
             StatementKind::Set {

@@ -459,3 +459,69 @@ Delete-Files "**";
         "INFO: Created rel/f.txt\nINFO: Copied 1 file to copy\nINFO: Deleted 2 files and 2 directories\n"
     );
 }
+
+#[test]
+fn functions_look_at_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir_var(dir.path());
+    std::fs::write(dir.path().join(HOSTILE), "é contents\nline 2\n").unwrap();
+    std::fs::create_dir(dir.path().join("d ir")).unwrap();
+    let plan = r#"
+set $f = $PathCombine($D, $N);
+set $none = "$D/none";
+set $dir = "$D/d ir";
+Log-Information "$FileExists($f) $FileExists($none) $FileExists($dir)";
+Log-Information "$DirectoryExists($dir) $DirectoryExists($f)";
+Log-Information $FileContents($f, 4);
+if $FileExists($none) && $FileContents($none) == x { Log-Information wrong; }
+else { Log-Information "short-circuit kept"; }
+Log-Information "[$EnvironmentVariable(HOLT_TEST_UNSET_VARIABLE)]";
+Log-Information $SHEval("printf '%s' $N | wc -l");
+Log-Information $SHEval("printf %s $N > $D/from-sheval; echo '  done  '");
+try { Log-Information $FileContents($none); }
+catch { Log-Information caught; }
+try { Log-Information $EnvironmentVariable("X; touch PWNED"); }
+catch { Log-Information refused; }
+"#;
+    let (status, body) = run(plan, &[("D", &p), ("N", HOSTILE)]);
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    assert_eq!(
+        body,
+        "INFO: true false false\n\
+             INFO: true false\n\
+             INFO: é co\n\
+             INFO: short-circuit kept\n\
+             INFO: []\n\
+             INFO: 1\n\
+             INFO: done\n\
+             ERROR: $FileContents: no such file\n\
+             INFO: caught\n\
+             ERROR: $EnvironmentVariable: not a variable name\n\
+             INFO: refused\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("from-sheval")).unwrap(),
+        HOSTILE.as_bytes()
+    );
+    assert!(!Path::new("PWNED").exists());
+    assert!(!dir.path().join("PWNED").exists());
+}
+
+#[test]
+fn environment_variable_reads_the_servers_environment() {
+    // PATH is set for holtd, and so on the server in context.
+    let path = std::env::var("PATH").unwrap();
+    let (status, body) = run("Log-Information $EnvironmentVariable(PATH);", &[]);
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    assert_eq!(body, format!("INFO: {path}\n"));
+}
+
+#[test]
+fn a_host_function_in_eval_text_fails_clearly() {
+    let (status, body) = run(r#"Log-Information $Eval("`$FileExists(/)");"#, &[]);
+    assert_eq!(status, JobStatus::Error);
+    assert!(
+        body.starts_with("ERROR: $FileExists looks at the server, and can only be used"),
+        "{body}"
+    );
+}
