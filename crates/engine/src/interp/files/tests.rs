@@ -525,3 +525,30 @@ fn a_host_function_in_eval_text_fails_clearly() {
         "{body}"
     );
 }
+
+#[test]
+fn a_script_is_ended_by_a_timeout_and_its_output_is_bounded() {
+    let started = std::time::Instant::now();
+    let (status, body) = run(
+        r#"
+try { with timeout=1 { Log-Information $SHEval("sleep 30; echo late"); } }
+catch { Log-Information "timed out"; }
+try { Log-Information $SHEval("head -c 17000000 /dev/zero"); }
+catch { Log-Information "too much"; }
+"#,
+        &[],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout ended the script"
+    );
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    assert!(body.contains("INFO: timed out\n"), "{body}");
+    assert!(!body.contains("late"), "{body}");
+    assert!(
+        body.ends_with(
+            "ERROR: $SHEval: the output went beyond 16 MiB, the most a file operation reads\nINFO: too much\n"
+        ),
+        "{body}"
+    );
+}
