@@ -6,9 +6,11 @@
 //! the operations only ever ask for a script to be run, they run unchanged wherever the script
 //! can be sent.
 //!
-//! Every script starts in the job's working directory, `${TMPDIR:-/tmp}/holt-jobs/<job token>`
-//! on the server, made on first use; a relative path given to a file operation is therefore
-//! resolved against it there.
+//! Every script starts in the job's working directory,
+//! `${TMPDIR:-/tmp}/holt-jobs/<store instance>-<job token>` on the server, made on first use; a
+//! relative path given to a file operation is therefore resolved against it there. Job tokens
+//! are numbered per store, so the store's instance id keeps two holtd (or two test stores) from
+//! sharing a directory.
 
 use super::Ctx;
 use super::error::InterpError;
@@ -19,9 +21,12 @@ use crate::process::{self, Ended, ProcessSpec};
 pub(crate) const MAX_CAPTURE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What every script runs first: it enters the job's working directory, making it if needed.
-/// Exit code 125 means the directory could not be entered.
-const PRELUDE: &str = r#"holt_wd="${TMPDIR:-/tmp}/holt-jobs/$HOLT_JOB_TOKEN"
-mkdir -p -- "$holt_wd" && cd -- "$holt_wd" || exit 125
+/// The directories it makes are its owner's alone (the umask is changed for the `mkdir` only,
+/// so the files the job writes get their usual modes).
+const PRELUDE: &str = r#"holt_wd="${TMPDIR:-/tmp}/holt-jobs/$HOLT_INSTANCE-$HOLT_JOB_TOKEN"
+if ! (umask 077 && mkdir -p -- "$holt_wd") || ! cd -- "$holt_wd"; then
+  echo "cannot enter the job's working directory $holt_wd" >&2; exit 1
+fi
 unset holt_wd
 "#;
 
@@ -114,11 +119,6 @@ impl Ctx {
                 ));
             }
         };
-        if code == 125 {
-            return Err(HostError::Failed(
-                "cannot enter the job's working directory on the server".into(),
-            ));
-        }
         Ok(Output {
             code,
             stdout: captured.stdout,

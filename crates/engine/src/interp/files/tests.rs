@@ -552,3 +552,21 @@ catch { Log-Information "too much"; }
         "{body}"
     );
 }
+
+#[test]
+fn the_working_directory_is_the_jobs_own() {
+    let (status, body) = run(
+        "Create-File (Name: f.txt, Text: x);\nLog-Information $SHEval(pwd);\nLog-Information $FileExists(f.txt);",
+        &[],
+    );
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[2], "INFO: true");
+    let wd = Path::new(lines[1].strip_prefix("INFO: ").unwrap());
+    assert_eq!(wd.parent().unwrap(), std::env::temp_dir().join("holt-jobs"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(wd).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "only its owner may enter it");
+    assert_eq!(std::fs::read(wd.join("f.txt")).unwrap(), b"x");
+    std::fs::remove_dir_all(wd).unwrap();
+}
