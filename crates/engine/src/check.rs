@@ -105,6 +105,7 @@ pub const OPERATIONS: &[OperationSpec] = &[
             "DeleteTarget",
             "FromServer",
             "ToServer",
+            "Verbose",
         ],
         outputs: &[],
     },

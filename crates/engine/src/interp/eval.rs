@@ -206,6 +206,9 @@ impl Ctx {
         if let Some(value) = self.env.get(&key_of(var)) {
             return Ok(value);
         }
+        if super::files::is_host_variable(var) {
+            return self.host_variable(var);
+        }
         match self.function_in(&call, depth) {
             Err(InterpError::UnknownFunction { .. }) => Err(InterpError::UndefinedVariable {
                 name: var.to_string(),

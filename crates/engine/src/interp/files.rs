@@ -21,13 +21,13 @@ use std::collections::HashMap;
 use holt_domain::LogLevel;
 use holt_plan::{
     ArgValue, DirectiveKind, Else, Expr, FnCall, If, Operation, Part, Predicate, Sigil, Statement,
-    StatementKind,
+    StatementKind, VarRef,
 };
 
 use super::error::InterpError;
 use super::host::{HostError, Output};
 use super::shell::{self, Piece};
-use super::value::Value;
+use super::value::{Value, key_of};
 use super::{Ctx, Flow, Signal};
 
 /// The most paths one script is handed at once. Paths travel in the environment, which the
@@ -241,8 +241,10 @@ fn parse_listing(dir: &str, out: &[u8]) -> Result<Listing, String> {
     Ok(listing)
 }
 
-/// Runs `script` once per batch of `items`: each item `i` of a batch passes its values as
-/// `HOLT_<name>_<i>` for each (name, value) the closure gives, and `HOLT_N` says how many.
+/// The loop around a per-item script (see [`Ctx::each`]): item `i` of a batch arrives as
+/// `HOLT_SRC_<i>`, `HOLT_DST_<i>` and `HOLT_PARENT_<i>`, and `HOLT_N` says how many there are.
+/// `eval` only ever sees the loop's own counter spliced in, never a value, and an assignment's
+/// value is neither split nor globbed, so `$src`, `$dst` and `$dir` hold the paths exactly.
 const LOOP_HEAD: &str = r#"i=0
 while [ "$i" -lt "$HOLT_N" ]; do
 eval "src=\$HOLT_SRC_$i dst=\$HOLT_DST_$i dir=\$HOLT_PARENT_$i"
@@ -689,7 +691,7 @@ fi
         };
         let overwrite = transfer || self.flag(op, "Overwrite", false)?;
         let delete_target = transfer && self.flag(op, "DeleteTarget", false)?;
-        let verbose = !transfer && self.flag(op, "Verbose", false)?;
+        let verbose = self.flag(op, "Verbose", false)?;
         let listing = self.list(&from).await?;
         let chosen: Vec<&String> = listing
             .files
@@ -876,6 +878,19 @@ pub(super) fn is_host_function(call: &FnCall) -> bool {
     call.sigil == Sigil::Scalar && HOST_FUNCTIONS.contains(&call.name.to_ascii_lowercase().as_str())
 }
 
+/// `$WorkingDirectory`, written without parentheses: a variable of that name shadows it.
+pub(super) fn is_host_variable(var: &VarRef) -> bool {
+    var.sigil == Sigil::Scalar && var.name.eq_ignore_ascii_case("WorkingDirectory")
+}
+
+/// A place in the plan where a function that looks at the server is called.
+#[derive(Clone, Copy)]
+enum Site<'a> {
+    Call(&'a FnCall),
+    /// `$WorkingDirectory`.
+    Var(&'a VarRef),
+}
+
 /// The results of the host function calls of the statement about to run, by the call's place
 /// in the plan and its arguments' values.
 #[derive(Debug, Default)]
@@ -888,29 +903,35 @@ fn call_key(call: &FnCall, args: Vec<String>) -> (usize, Vec<String>) {
 }
 
 /// The host function calls in an expression, innermost first.
-fn calls_in<'a>(expr: &'a Expr, out: &mut Vec<&'a FnCall>) {
+fn calls_in<'a>(expr: &'a Expr, out: &mut Vec<Site<'a>>) {
     match expr {
         Expr::Str(s) => {
             for part in &s.parts {
-                if let Part::Expr(e) = part {
-                    calls_in(e, out);
+                match part {
+                    Part::Expr(e) => calls_in(e, out),
+                    Part::Var(var) if is_host_variable(var) => out.push(Site::Var(var)),
+                    Part::Var(_) | Part::Text(_) => {}
                 }
             }
         }
         Expr::List(items) => items.iter().for_each(|e| calls_in(e, out)),
         Expr::Map(entries) => entries.iter().for_each(|(_, e)| calls_in(e, out)),
-        Expr::Var(_) => {}
+        Expr::Var(var) => {
+            if is_host_variable(var) {
+                out.push(Site::Var(var));
+            }
+        }
         Expr::Index { index, .. } => calls_in(index, out),
         Expr::Call(call) => {
             call.args.iter().for_each(|e| calls_in(e, out));
             if is_host_function(call) {
-                out.push(call);
+                out.push(Site::Call(call));
             }
         }
     }
 }
 
-fn calls_in_predicate<'a>(predicate: &'a Predicate, out: &mut Vec<&'a FnCall>) {
+fn calls_in_predicate<'a>(predicate: &'a Predicate, out: &mut Vec<Site<'a>>) {
     match predicate {
         Predicate::Compare { left, right, .. } => {
             calls_in(left, out);
@@ -928,7 +949,7 @@ fn calls_in_predicate<'a>(predicate: &'a Predicate, out: &mut Vec<&'a FnCall>) {
 /// The host function calls a statement evaluates itself (not those of the blocks it runs,
 /// which are prepared as their own statements run); for an `if`, those of every condition of
 /// its `else if` chain, which are evaluated with no statement between.
-fn calls_in_statement(statement: &Statement) -> Vec<&FnCall> {
+fn calls_in_statement(statement: &Statement) -> Vec<Site<'_>> {
     let mut out = Vec::new();
     match &statement.kind {
         StatementKind::Operation(op) => {
@@ -975,7 +996,26 @@ impl Ctx {
     /// its evaluation; see the module's documentation.
     pub(super) async fn prepare_host_calls(&mut self, statement: &Statement) -> Flow {
         self.host_values.values.clear();
-        for call in calls_in_statement(statement) {
+        for site in calls_in_statement(statement) {
+            let call = match site {
+                Site::Call(call) => call,
+                Site::Var(var) => {
+                    if self.env.get(&key_of(var)).is_some() {
+                        continue;
+                    }
+                    let result = match self.run_ok("pwd", Vec::new(), None).await {
+                        Ok(out) => Ok(String::from_utf8_lossy(&out.stdout)
+                            .trim_end_matches('\n')
+                            .to_owned()),
+                        Err(Fail::Message(message)) => Err(message),
+                        Err(Fail::Signal(signal)) => return Err(signal),
+                    };
+                    self.host_values
+                        .values
+                        .insert((std::ptr::from_ref(var) as usize, Vec::new()), result);
+                    continue;
+                }
+            };
             // Arguments that cannot be evaluated now cannot be when the statement runs
             // either; evaluation then reports that, so nothing is run for them here.
             let Ok(args) = call
@@ -1016,6 +1056,22 @@ impl Ctx {
                 "{shown} looks at the server, and can only be used in a statement's own values (not in $Eval text or a module parameter's default)"
             )
             .into()),
+        }
+    }
+
+    /// The value kept for `$WorkingDirectory` at this place in the plan.
+    pub(super) fn host_variable(&self, var: &VarRef) -> Result<Value, InterpError> {
+        match self
+            .host_values
+            .values
+            .get(&(std::ptr::from_ref(var) as usize, Vec::new()))
+        {
+            Some(Ok(value)) => Ok(Value::Scalar(value.clone())),
+            Some(Err(message)) => Err(format!("$WorkingDirectory: {message}").into()),
+            None => Err(
+                "$WorkingDirectory looks at the server, and can only be used in a statement's own values (not in $Eval text or a module parameter's default)"
+                    .into(),
+            ),
         }
     }
 

@@ -570,3 +570,20 @@ fn the_working_directory_is_the_jobs_own() {
     assert_eq!(std::fs::read(wd.join("f.txt")).unwrap(), b"x");
     std::fs::remove_dir_all(wd).unwrap();
 }
+
+#[test]
+fn working_directory_names_the_jobs_directory_and_a_variable_shadows_it() {
+    let (status, body) = run(
+        "Create-File (Name: g.txt, Text: y);\nLog-Information \"$FileExists($PathCombine($WorkingDirectory, g.txt)) in $WorkingDirectory\";\nset $WorkingDirectory = mine;\nLog-Information $WorkingDirectory;",
+        &[],
+    );
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    let wd = lines[1].strip_prefix("INFO: true in ").unwrap();
+    assert_eq!(
+        Path::new(wd).parent().unwrap(),
+        std::env::temp_dir().join("holt-jobs")
+    );
+    assert_eq!(lines[2], "INFO: mine");
+    std::fs::remove_dir_all(wd).unwrap();
+}
