@@ -34,15 +34,17 @@ use super::{Ctx, Flow, Signal};
 /// system bounds (a few MiB in all), so long lists go in several scripts.
 const PATHS_PER_SCRIPT: usize = 256;
 
-/// Why a file operation failed: the line it logs, or a signal that ends it.
+/// Why a file operation failed: the line it logs, an evaluation error (which may be an
+/// exceeded bound, ending the job), or a signal that ends it.
 enum Fail {
     Message(String),
+    Interp(InterpError),
     Signal(Signal),
 }
 
 impl From<InterpError> for Fail {
     fn from(e: InterpError) -> Fail {
-        Fail::Message(e.to_string())
+        Fail::Interp(e)
     }
 }
 
@@ -282,6 +284,8 @@ impl Ctx {
         match done {
             Ok(()) => Ok(()),
             Err(Fail::Signal(signal)) => Err(signal),
+            Err(Fail::Interp(error)) if error.is_fatal() => self.raise(error).await,
+            Err(Fail::Interp(error)) => self.raise(format!("{name}: {error}")).await,
             Err(Fail::Message(message)) => self.raise(format!("{name}: {message}")).await,
         }
     }
@@ -295,7 +299,14 @@ impl Ctx {
         positional: bool,
     ) -> Result<Option<Value>, Fail> {
         if positional {
-            return Ok(self.input(op, name)?);
+            // `input` names the operation itself; the caller's line names it once.
+            let prefix = format!("{}: ", op.name);
+            return self.input(op, name).map_err(|e| match e {
+                InterpError::Message(m) => {
+                    Fail::Message(m.strip_prefix(&prefix).unwrap_or(&m).to_owned())
+                }
+                other => Fail::Interp(other),
+            });
         }
         match op.arg(name) {
             None => Ok(None),
@@ -1008,6 +1019,7 @@ impl Ctx {
                             .trim_end_matches('\n')
                             .to_owned()),
                         Err(Fail::Message(message)) => Err(message),
+                        Err(Fail::Interp(error)) => Err(error.to_string()),
                         Err(Fail::Signal(signal)) => return Err(signal),
                     };
                     self.host_values
@@ -1029,6 +1041,7 @@ impl Ctx {
             let result = match self.host_call(call, &args).await {
                 Ok(value) => Ok(value),
                 Err(Fail::Message(message)) => Err(message),
+                Err(Fail::Interp(error)) => Err(error.to_string()),
                 Err(Fail::Signal(signal)) => return Err(signal),
             };
             self.host_values.values.insert(call_key(call, args), result);

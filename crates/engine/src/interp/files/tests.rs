@@ -587,3 +587,25 @@ fn working_directory_names_the_jobs_directory_and_a_variable_shadows_it() {
     assert_eq!(lines[2], "INFO: mine");
     std::fs::remove_dir_all(wd).unwrap();
 }
+
+#[test]
+fn argument_errors_fail_the_operation_and_bounds_end_the_job() {
+    let (status, body) = run(
+        "try { Create-File x (Name: y); } catch { Log-Information caught; }\ntry { Copy-Files (To: t, Overwrite: maybe); } catch { Log-Information caught; }",
+        &[],
+    );
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    assert_eq!(
+        body,
+        "ERROR: Create-File: Name is given twice\nINFO: caught\n\
+         ERROR: Copy-Files: Overwrite: expected true or false, found \"maybe\"\nINFO: caught\n"
+    );
+    // An exceeded bound is not an operation's failure: no catch runs, the job ends.
+    let (status, body) = run(
+        "try { Create-File (Name: x, Text: $Count(@Range(0, 2000000))); } catch { Log-Information caught; }",
+        &[],
+    );
+    assert_eq!(status, JobStatus::Error);
+    assert!(!body.contains("caught"), "{body}");
+    assert!(!body.contains("Create-File:"), "{body}");
+}
