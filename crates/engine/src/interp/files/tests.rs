@@ -609,3 +609,40 @@ fn argument_errors_fail_the_operation_and_bounds_end_the_job() {
     assert!(!body.contains("caught"), "{body}");
     assert!(!body.contains("Create-File:"), "{body}");
 }
+
+#[test]
+fn many_files_go_in_batches_and_large_texts_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..600 {
+        std::fs::write(src.join(format!("f {i}.txt")), i.to_string()).unwrap();
+    }
+    // Larger than a pipe's buffer, and without a line break, so it must be written whole.
+    let big: String = (0..3_000_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let (status, body) = run(
+        r#"
+Copy-Files (From: "$D/src", To: "$D/dst");
+Create-File (Name: "$D/big", Text: $B);
+Ensure-File (Name: "$D/big", Text: $B);
+Delete-Files (Directory: "$D/src", Include: "**");
+"#,
+        &[("D", &dir_var(dir.path())), ("B", &big)],
+    );
+    assert_eq!(status, JobStatus::Succeeded, "{body}");
+    let copied = tree(&dir.path().join("dst"));
+    assert_eq!(copied.len(), 600);
+    assert!(copied.contains(&("f 599.txt".to_owned(), b"599".to_vec())));
+    assert_eq!(
+        std::fs::read(dir.path().join("big")).unwrap(),
+        big.as_bytes()
+    );
+    assert!(body.contains("is already in the desired state\n"), "{body}");
+    assert!(
+        body.ends_with("INFO: Deleted 600 files and 0 directories\n"),
+        "{body}"
+    );
+    assert!(tree(&src).is_empty());
+}
