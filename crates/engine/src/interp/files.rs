@@ -886,7 +886,10 @@ const HOST_FUNCTIONS: &[&str] = &[
 
 /// Whether a call is to a function that runs a script on the server.
 pub(super) fn is_host_function(call: &FnCall) -> bool {
-    call.sigil == Sigil::Scalar && HOST_FUNCTIONS.contains(&call.name.to_ascii_lowercase().as_str())
+    call.sigil == Sigil::Scalar
+        && HOST_FUNCTIONS
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(&call.name))
 }
 
 /// `$WorkingDirectory`, written without parentheses: a variable of that name shadows it.
@@ -1005,8 +1008,10 @@ fn calls_in_statement(statement: &Statement) -> Vec<Site<'_>> {
 impl Ctx {
     /// Runs the host function calls of a statement about to run and keeps their results for
     /// its evaluation; see the module's documentation.
+    ///
+    /// Call it only when [`Ctx::needs_host_calls`] says so: most statements have no such call,
+    /// and then need neither the walk's future nor its allocation.
     pub(super) async fn prepare_host_calls(&mut self, statement: &Statement) -> Flow {
-        self.host_values.values.clear();
         for site in calls_in_statement(statement) {
             let call = match site {
                 Site::Call(call) => call,
@@ -1047,6 +1052,15 @@ impl Ctx {
             self.host_values.values.insert(call_key(call, args), result);
         }
         Ok(())
+    }
+
+    /// Forgets the previous statement's results, and says whether this statement has calls to
+    /// prepare. A statement without any never looks a result up, so nothing stale is read.
+    pub(super) fn needs_host_calls(&mut self, statement: &Statement) -> bool {
+        if !self.host_values.values.is_empty() {
+            self.host_values.values.clear();
+        }
+        !calls_in_statement(statement).is_empty()
     }
 
     /// The result kept for a host function call, for evaluation.

@@ -306,7 +306,9 @@ impl Ctx {
     }
 
     async fn statement_kind(&mut self, statement: &Statement) -> Flow {
-        Box::pin(self.prepare_host_calls(statement)).await?;
+        if self.needs_host_calls(statement) {
+            Box::pin(self.prepare_host_calls(statement)).await?;
+        }
         match &statement.kind {
             StatementKind::Operation(op) => Box::pin(self.operation(op)).await,
             StatementKind::Set {
