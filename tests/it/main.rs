@@ -9,6 +9,7 @@ mod api;
 mod beyond;
 mod docs;
 mod embed;
+mod files;
 mod hardening;
 mod hostile;
 mod infra;

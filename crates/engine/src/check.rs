@@ -70,10 +70,67 @@ pub const OPERATIONS: &[OperationSpec] = &[
         ],
         outputs: &[],
     },
+    OperationSpec {
+        name: "Create-File",
+        args: &["Name", "Text", "Overwrite", "FileMode"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Ensure-File",
+        args: &["Name", "Text", "Exists", "ReadOnly"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Ensure-Directory",
+        args: &["Name", "Exists"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Delete-Files",
+        args: &["Include", "Exclude", "Directory", "Verbose"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Copy-Files",
+        args: &["Include", "Exclude", "From", "To", "Overwrite", "Verbose"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Transfer-Files",
+        args: &[
+            "Include",
+            "Exclude",
+            "FromDirectory",
+            "ToDirectory",
+            "DeleteTarget",
+            "FromServer",
+            "ToServer",
+            "Verbose",
+        ],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Rename-File",
+        args: &["From", "To", "Overwrite"],
+        outputs: &[],
+    },
+    OperationSpec {
+        name: "Replace-Text",
+        args: &[
+            "Include",
+            "Exclude",
+            "Directory",
+            "SearchText",
+            "ReplaceWith",
+            "Regex",
+        ],
+        outputs: &[],
+    },
 ];
 
-/// The namespaces an operation or module name may carry; `InedoCore::Exec` is `Exec`.
-const NAMESPACES: &[&str] = &["InedoCore"];
+/// The namespaces an operation or module name may carry; `InedoCore::Exec` is `Exec` and
+/// `Files::Copy-Files` is `Copy-Files`.
+const NAMESPACES: &[&str] = &["InedoCore", "Files"];
 
 /// The operation a name stands for, if the engine runs one by that name.
 pub(crate) fn find_operation(

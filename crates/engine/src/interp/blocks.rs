@@ -131,6 +131,7 @@ impl Ctx {
                     depth: self.depth,
                     nesting: self.nesting,
                     since_yield: 0,
+                    host_values: super::files::HostValues::default(),
                 };
                 // The copy of the variables is a snapshot of the frames; globals stay shared.
                 child.env.frames = self.env.frames.clone();

@@ -206,6 +206,9 @@ impl Ctx {
         if let Some(value) = self.env.get(&key_of(var)) {
             return Ok(value);
         }
+        if super::files::is_host_variable(var) {
+            return self.host_variable(var);
+        }
         match self.function_in(&call, depth) {
             Err(InterpError::UnknownFunction { .. }) => Err(InterpError::UndefinedVariable {
                 name: var.to_string(),
@@ -236,6 +239,14 @@ impl Ctx {
 
     fn function_in(&self, call: &FnCall, depth: Depth) -> Result<Value, InterpError> {
         let name = call.name.to_ascii_lowercase();
+        if super::files::is_host_function(call) {
+            let args: Vec<Value> = call
+                .args
+                .iter()
+                .map(|a| self.eval_in(a, depth))
+                .collect::<Result<_, _>>()?;
+            return self.host_value(call, &args);
+        }
         let shown = format!("{}{}", call.sigil.as_char(), call.name);
         let args: Vec<Value> = call
             .args
@@ -322,6 +333,13 @@ impl Ctx {
                         return Err(format!("{shown} needs a list or a map").into());
                     }
                 }
+            }
+            (Sigil::Scalar, "pathcombine") => {
+                if args.is_empty() {
+                    return Err(format!("{shown} takes at least one argument").into());
+                }
+                let parts = (0..args.len()).map(text).collect::<Result<Vec<_>, _>>()?;
+                Value::Scalar(super::files::path_combine(&parts))
             }
             (Sigil::Scalar, "jobtoken") => {
                 arity(0)?;

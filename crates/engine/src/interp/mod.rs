@@ -9,6 +9,8 @@ use blocks::seconds;
 pub(crate) mod error;
 mod eval;
 mod exec;
+mod files;
+mod host;
 mod shell;
 mod value;
 
@@ -139,6 +141,7 @@ pub(crate) async fn run(
         depth: 0,
         nesting: 0,
         since_yield: 0,
+        host_values: files::HostValues::default(),
     };
     let flow = ctx.statements(&plan.body).await;
     // The end of a plan awaits everything still running.
@@ -209,6 +212,8 @@ pub(crate) struct Ctx {
     nesting: usize,
     /// Statements run since this line last let other tasks run; see [`STATEMENTS_PER_YIELD`].
     since_yield: u64,
+    /// What the running statement's calls to functions that look at the server gave.
+    host_values: files::HostValues,
 }
 
 impl Ctx {
@@ -301,6 +306,9 @@ impl Ctx {
     }
 
     async fn statement_kind(&mut self, statement: &Statement) -> Flow {
+        if self.needs_host_calls(statement) {
+            Box::pin(self.prepare_host_calls(statement)).await?;
+        }
         match &statement.kind {
             StatementKind::Operation(op) => Box::pin(self.operation(op)).await,
             StatementKind::Set {
@@ -507,6 +515,10 @@ impl Ctx {
             // statement's future keeps deep nesting within a thread's stack.
             "Exec" => Box::pin(self.exec(op)).await,
             "SHExec" => Box::pin(self.shexec(op)).await,
+            "Create-File" | "Ensure-File" | "Ensure-Directory" | "Delete-Files" | "Copy-Files"
+            | "Transfer-Files" | "Rename-File" | "Replace-Text" => {
+                Box::pin(self.file_operation(spec.name, op)).await
+            }
             other => {
                 self.raise(format!("operation {other} cannot run here"))
                     .await
