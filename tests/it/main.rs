@@ -18,5 +18,6 @@ mod protocol;
 mod reliability;
 mod soak;
 mod ssh;
+mod targets;
 mod templates;
 mod tidy;

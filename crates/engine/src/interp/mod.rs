@@ -9,6 +9,7 @@ use blocks::seconds;
 pub(crate) mod error;
 mod eval;
 mod exec;
+mod servers;
 mod shell;
 mod value;
 
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holt_domain::{JobToken, LogLevel, ScopePath, Variables};
+use holt_domain::{Inventory, JobToken, LogLevel, ScopePath, Server, Variables};
 use holt_plan::{
     ArgValue, Block, Directive, DirectiveKind, Else, Expr, If, Operation, Param, Plan, SetScope,
     Statement, StatementKind,
@@ -79,7 +80,18 @@ type BoxFlow<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
 /// a long loop of quick statements does not hold a runtime thread to itself.
 const STATEMENTS_PER_YIELD: u64 = 1024;
 
-/// Runs a plan to its end and returns the final execution state.
+/// Where running code is: the server, role and environment in context, if any.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Place {
+    pub(crate) server: Option<Arc<Server>>,
+    pub(crate) role: Option<String>,
+    pub(crate) environment: Option<String>,
+}
+
+/// Runs a plan to its end and returns the final execution state. `inventory` is the snapshot of
+/// the infrastructure taken when the job started; `place` the server the plan runs on, if it
+/// was targeted at one, and `scope` the log scope it runs in.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     plan: &Plan,
     token: JobToken,
@@ -87,6 +99,9 @@ pub(crate) async fn run(
     log: Arc<JobLog>,
     cancel: &CancellationToken,
     kill_grace: Duration,
+    inventory: Arc<Inventory>,
+    place: Place,
+    scope: ScopePath,
 ) -> Result<ExecState, StoreError> {
     // The built-in variables answer before any job variable; one of their names reaching here
     // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
@@ -127,13 +142,15 @@ pub(crate) async fn run(
             instance,
             steps: AtomicU64::new(0),
             async_blocks: AtomicUsize::new(0),
+            inventory,
         }),
         env: Env {
             frames: vec![HashMap::new()],
             globals: Arc::new(Mutex::new(globals)),
         },
         state: ExecState::Normal,
-        scope: ScopePath::root(),
+        scope,
+        place,
         cancel: cancel.clone(),
         tasks: Vec::new(),
         depth: 0,
@@ -167,6 +184,8 @@ struct Shared {
     steps: AtomicU64,
     /// The async blocks started and not yet finished; see [`MAX_ASYNC_BLOCKS`].
     async_blocks: AtomicUsize,
+    /// The servers, roles and environments as they were when the job started.
+    inventory: Arc<Inventory>,
 }
 
 impl Shared {
@@ -201,6 +220,7 @@ pub(crate) struct Ctx {
     env: Env,
     state: ExecState,
     scope: ScopePath,
+    place: Place,
     cancel: CancellationToken,
     tasks: Vec<AsyncTask>,
     /// Module calls around the running code; see [`MAX_CALL_DEPTH`].
@@ -284,6 +304,7 @@ impl Ctx {
                             | StatementKind::Block(_)
                             | StatementKind::With { .. }
                             | StatementKind::Foreach { .. }
+                            | StatementKind::Target { .. }
                             | StatementKind::Try { .. }
                             | StatementKind::If(_)
                             | StatementKind::Call { .. }
@@ -370,6 +391,9 @@ impl Ctx {
                 }
                 Ok(())
             }
+            StatementKind::Target {
+                kind, target, body, ..
+            } => Box::pin(self.target(*kind, target, body)).await,
             StatementKind::Unsupported { construct, .. } => {
                 // The loader refuses these; a plan that got here anyway fails clearly.
                 self.raise(format!("`{construct}` is not supported by Holt"))
@@ -426,6 +450,14 @@ impl Ctx {
             StatementKind::Module { .. } => Ok(()),
             StatementKind::Call { name, args } => Box::pin(self.call(name, args)).await,
         }
+    }
+
+    /// The server in context when it is reached over SSH rather than being holtd's own host.
+    fn remote_server(&self) -> Option<&Arc<Server>> {
+        self.place
+            .server
+            .as_ref()
+            .filter(|s| s.server_type == holt_domain::ServerType::Ssh)
     }
 
     /// Moves to warning unless failing.
@@ -505,6 +537,14 @@ impl Ctx {
             }
             // Boxed: running a program is a large state machine, and keeping it out of every
             // statement's future keeps deep nesting within a thread's stack.
+            "Exec" | "SHExec" if self.remote_server().is_some() => {
+                let server = self.server_name();
+                self.raise(format!(
+                    "{}: running programs on the ssh server {server} is not available in this version",
+                    spec.name
+                ))
+                .await
+            }
             "Exec" => Box::pin(self.exec(op)).await,
             "SHExec" => Box::pin(self.shexec(op)).await,
             other => {
