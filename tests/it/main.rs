@@ -16,6 +16,7 @@ mod jobs;
 mod plans;
 mod protocol;
 mod reliability;
+mod remote;
 mod soak;
 mod ssh;
 mod targets;

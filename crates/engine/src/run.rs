@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use holt_domain::{
-    InfraName, Inventory, JobStatus, JobToken, LogLevel, ScopePath, Server, Template, TemplateName,
-    Variables,
+    InfraName, JobStatus, JobToken, LogLevel, ScopePath, Server, Template, TemplateName, Variables,
 };
 use holt_storage::JobRecord;
 
@@ -189,9 +188,14 @@ impl Engine {
         self.inner.queue.executing(job.token);
         tracing::info!(job = %job.token, template = %job.template, "job executing");
 
-        let inventory = Arc::new(self.inventory().await?);
+        let infra = interp::Infra {
+            inventory: Arc::new(self.inventory().await?),
+            credentials: self.credentials(),
+            known_hosts: self.inner.config.ssh_known_hosts.clone(),
+            connect_timeout: self.inner.config.ssh_connect_timeout,
+        };
         let template = self.templates().get(&job.template).cloned();
-        let run = self.run_targets(&job, &log, stopper, inventory, template.as_deref());
+        let run = self.run_targets(&job, &log, stopper, infra, template.as_deref());
         let timeout = template.as_ref().and_then(|t| t.timeout);
         let state = match timeout {
             None => run.await?,
@@ -240,7 +244,7 @@ impl Engine {
         job: &QueuedJob,
         log: &Arc<JobLog>,
         stopper: &Stopper,
-        inventory: Arc<Inventory>,
+        infra: interp::Infra,
         template: Option<&Template>,
     ) -> Result<ExecState, EngineError> {
         use futures_util::StreamExt;
@@ -254,13 +258,14 @@ impl Engine {
                 log.clone(),
                 &stopper.cancel,
                 kill_grace,
-                inventory,
+                infra,
                 place,
                 ScopePath::root(),
             );
             return Ok(run.await?);
         };
         let targets = &template.targets;
+        let inventory = infra.inventory.clone();
         let servers: Vec<Server> = targets.resolve(&inventory).into_iter().cloned().collect();
         if servers.is_empty() {
             let list = |names: &[InfraName]| {
@@ -311,7 +316,7 @@ impl Engine {
                 log.clone(),
                 &stopper.cancel,
                 kill_grace,
-                inventory.clone(),
+                infra.clone(),
                 place,
                 scope,
             )

@@ -9,6 +9,7 @@ use blocks::seconds;
 pub(crate) mod error;
 mod eval;
 mod exec;
+mod remote;
 mod servers;
 mod shell;
 mod value;
@@ -88,6 +89,16 @@ pub(crate) struct Place {
     pub(crate) environment: Option<String>,
 }
 
+/// What a job knows of its servers: the inventory snapshot taken when it started, and how to
+/// reach its `ssh` servers.
+#[derive(Debug, Clone)]
+pub(crate) struct Infra {
+    pub(crate) inventory: Arc<Inventory>,
+    pub(crate) credentials: Arc<holt_domain::Credentials>,
+    pub(crate) known_hosts: Option<std::path::PathBuf>,
+    pub(crate) connect_timeout: Duration,
+}
+
 /// Runs a plan to its end and returns the final execution state. `inventory` is the snapshot of
 /// the infrastructure taken when the job started; `place` the server the plan runs on, if it
 /// was targeted at one, and `scope` the log scope it runs in.
@@ -99,7 +110,7 @@ pub(crate) async fn run(
     log: Arc<JobLog>,
     cancel: &CancellationToken,
     kill_grace: Duration,
-    inventory: Arc<Inventory>,
+    infra: Infra,
     place: Place,
     scope: ScopePath,
 ) -> Result<ExecState, StoreError> {
@@ -142,7 +153,8 @@ pub(crate) async fn run(
             instance,
             steps: AtomicU64::new(0),
             async_blocks: AtomicUsize::new(0),
-            inventory,
+            inventory: infra.inventory.clone(),
+            infra,
         }),
         env: Env {
             frames: vec![HashMap::new()],
@@ -186,6 +198,8 @@ struct Shared {
     async_blocks: AtomicUsize,
     /// The servers, roles and environments as they were when the job started.
     inventory: Arc<Inventory>,
+    /// How to reach the job's `ssh` servers.
+    infra: Infra,
 }
 
 impl Shared {
@@ -537,14 +551,6 @@ impl Ctx {
             }
             // Boxed: running a program is a large state machine, and keeping it out of every
             // statement's future keeps deep nesting within a thread's stack.
-            "Exec" | "SHExec" if self.remote_server().is_some() => {
-                let server = self.server_name();
-                self.raise(format!(
-                    "{}: running programs on the ssh server {server} is not available in this version",
-                    spec.name
-                ))
-                .await
-            }
             "Exec" => Box::pin(self.exec(op)).await,
             "SHExec" => Box::pin(self.shexec(op)).await,
             other => {
