@@ -369,3 +369,19 @@ async fn server_names_cannot_be_forged_by_a_trigger() {
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn plan_and_job_variables_come_before_the_servers() {
+    let plan = r#"Log-Information $Tier/$Region;
+{ set local $Tier = plan; Log-Information $Tier; }"#;
+    let holtd = holtd_with(&[("order", &template(r#"servers = ["web1"]"#, plan))]).await;
+    inventory(&holtd).await;
+    let token = holtd.trigger("template=order").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(infos(&log), ["server-web1/world", "plan"], "{log}");
+    let token = holtd.trigger("template=order&Tier=job").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(infos(&log), ["job/world", "plan"], "{log}");
+}
