@@ -265,3 +265,50 @@ async fn cancel_and_timeout_end_the_remote_process_group() {
     gone(&pid).await;
     assert_eq!(holtd.wait_terminal(&token, "").await, "Error");
 }
+
+/// The local ssh clients connected to `port`, by pid.
+fn clients(port: u16) -> Vec<String> {
+    let needle = format!("\0-p\0{port}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            (cmdline.starts_with("ssh\0") && cmdline.contains(&needle) && alive(&name))
+                .then_some(name)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crash_leaves_no_ssh_client_of_an_interrupted_job_running() {
+    let sshd = Sshd::start();
+    let plan = format!(
+        "SHExec >>sleep 300 & echo `$! > '{}'; wait>>;",
+        sshd.dir().join("crashed").display()
+    );
+    let mut holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[("crashed", &template(r#"servers = ["s1"]"#, &plan))],
+    )
+    .await;
+    let token = holtd.trigger("template=crashed").await;
+    let remote = remote_pid(&sshd, "crashed").await;
+    let before = clients(sshd.addr.port());
+    assert_eq!(before.len(), 1, "{before:?}");
+    holtd.kill9();
+    assert!(
+        alive(&before[0]),
+        "the client died with holtd; the test proves nothing"
+    );
+    holtd.restart().await;
+    assert_eq!(holtd.status(&token, "").await, "Error");
+    gone(&before[0]).await;
+    // The remote program is beyond reach once holtd is gone; it is ended here by hand.
+    let _ = std::process::Command::new("kill")
+        .arg(remote.trim())
+        .status();
+}

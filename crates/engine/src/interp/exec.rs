@@ -277,7 +277,7 @@ impl Ctx {
     }
 
     /// The marks every process of this job carries in its environment.
-    fn process_env(&self) -> Vec<(String, String)> {
+    pub(super) fn process_env(&self) -> Vec<(String, String)> {
         vec![
             (
                 process::INSTANCE_ENV.to_owned(),

@@ -47,7 +47,9 @@ impl Ctx {
             program: ssh::SSH.to_owned(),
             args: target.run(&ssh::remote_exec(argv)),
             working_directory: None,
-            env: Vec::new(),
+            // The client carries the job's marks like any process, so that a start after a
+            // crash finds and ends it.
+            env: self.process_env(),
             max_line_bytes: self.shared.log.keep_bytes(),
         };
         let grace = self.shared.kill_grace;
