@@ -312,3 +312,23 @@ async fn a_crash_leaves_no_ssh_client_of_an_interrupted_job_running() {
         .arg(remote.trim())
         .status();
 }
+
+#[tokio::test]
+async fn a_remote_script_cannot_read_its_own_text() {
+    let sshd = Sshd::start();
+    // The shell reads its input a buffer at a time: the script is long enough that a `cat`
+    // reading the shell's input would find the rest of it.
+    let padding = format!("# {}\n", "x".repeat(200)).repeat(400);
+    let plan = format!("SHExec >>cat\n{padding}echo after\n>>;");
+    let plan = plan.as_str();
+    let holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[("reader", &template(r#"servers = ["s1"]"#, plan))],
+    )
+    .await;
+    let token = holtd.trigger("template=reader").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Succeeded");
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(shown(&log), ["INFO: after"], "{log}");
+}

@@ -214,8 +214,12 @@ impl Ctx {
                     shell_quote(&dir.display().to_string())
                 ));
             }
+            // The script is one group the shell reads whole before running any of it, with its
+            // input empty as it is on holtd's host: a command that reads its input cannot
+            // consume the rest of the script.
+            input.push_str("{\n");
             input.push_str(&script.text);
-            input.push('\n');
+            input.push_str("\n} < /dev/null\n");
             let argv = ["/bin/sh".to_owned(), "-s".to_owned()];
             return self
                 .run_remote(&server, &argv, Some(input), &settings)
