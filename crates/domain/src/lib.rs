@@ -31,7 +31,7 @@ pub use log::{
 pub use name::TemplateName;
 pub use status::JobStatus;
 pub use template::{
-    OnLimit, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
+    OnLimit, Targets, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
 };
 pub use token::JobToken;
 pub use vars::{BUILT_IN_VARIABLES, VarName, Variables, is_built_in_variable};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{ApiKey, TemplateName, VarName, Variables};
+use crate::{ApiKey, InfraName, Inventory, Server, TemplateName, VarName, Variables};
 
 /// A job template: a plan, its variables' defaults, and whether and how the API may trigger it.
 #[derive(Debug, Clone)]
@@ -35,8 +35,54 @@ pub struct Template {
     pub timeout: Option<Duration>,
     /// How many days finished jobs are kept, overriding the server's setting.
     pub retain_days: Option<u32>,
+    /// The servers the plan runs on; none named means `localhost`.
+    pub targets: Targets,
+    /// How many targeted servers the plan runs on at once (one when not given).
+    pub parallel_servers: u32,
     /// Where the plan's first character is in the file, as (line, column).
     plan_origin: (u32, u32),
+}
+
+/// The servers a template's plan runs on: those named, and those in any of the roles (only those
+/// in the environments, when both are given) or in the environments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Servers named directly.
+    pub servers: Vec<InfraName>,
+    /// Roles whose servers are targeted.
+    pub roles: Vec<InfraName>,
+    /// Environments whose servers (those of their child environments too) are targeted.
+    pub environments: Vec<InfraName>,
+}
+
+impl Targets {
+    /// Whether the template names no target, and so runs on `localhost` as a plain job.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.roles.is_empty() && self.environments.is_empty()
+    }
+
+    /// The active servers targeted, in name order, each once.
+    pub fn resolve<'a>(&self, inventory: &'a Inventory) -> Vec<&'a Server> {
+        inventory
+            .servers()
+            .filter(|s| s.active)
+            .filter(|s| {
+                let direct = self.servers.contains(&s.name);
+                let in_role = s.roles.iter().any(|r| self.roles.contains(r));
+                let in_environment = s
+                    .environments
+                    .iter()
+                    .any(|e| self.environments.iter().any(|a| inventory.is_within(e, a)));
+                let indirect = match (self.roles.is_empty(), self.environments.is_empty()) {
+                    (true, true) => false,
+                    (false, true) => in_role,
+                    (true, false) => in_environment,
+                    (false, false) => in_role && in_environment,
+                };
+                direct || indirect
+            })
+            .collect()
+    }
 }
 
 /// What a trigger does when a template's `max_concurrent` jobs already execute.
@@ -286,6 +332,29 @@ impl Template {
         if file.max_concurrent == Some(0) {
             errors.push(diag(text, 0..0, "max_concurrent must be at least 1".into()));
         }
+        if file.parallel_servers == Some(0) {
+            errors.push(diag(
+                text,
+                0..0,
+                "parallel_servers must be at least 1".into(),
+            ));
+        }
+        let mut names = |key: &str, list: &[String]| -> Vec<InfraName> {
+            list.iter()
+                .filter_map(|n| match n.parse::<InfraName>() {
+                    Ok(name) => Some(name),
+                    Err(e) => {
+                        errors.push(diag(text, 0..0, format!("{key}: {e}")));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let targets = Targets {
+            servers: names("servers", &file.servers),
+            roles: names("roles", &file.roles),
+            environments: names("environments", &file.environments),
+        };
 
         match plan {
             Some(plan) if errors.is_empty() => Ok(Template {
@@ -301,6 +370,8 @@ impl Template {
                 on_limit: file.on_limit,
                 timeout,
                 retain_days: file.retain_days,
+                targets,
+                parallel_servers: file.parallel_servers.unwrap_or(1),
                 plan_origin,
             }),
             _ => Err(TemplateError {
@@ -395,6 +466,13 @@ struct TemplateFile {
     on_limit: OnLimit,
     timeout: Option<Spanned<String>>,
     retain_days: Option<u32>,
+    #[serde(default)]
+    servers: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    environments: Vec<String>,
+    parallel_servers: Option<u32>,
 }
 
 fn yes() -> bool {

@@ -9,7 +9,13 @@ use crate::DomainError;
 /// from the engine alone: a trigger, a template or a plan cannot set them, because a plan relies
 /// on them (a work directory named after `$JobToken`, a branch on `$ExecutionState`) and a forged
 /// value would turn that trust against it.
-pub const BUILT_IN_VARIABLES: &[&str] = &["JobToken", "ExecutionState"];
+pub const BUILT_IN_VARIABLES: &[&str] = &[
+    "JobToken",
+    "ExecutionState",
+    "ServerName",
+    "RoleName",
+    "EnvironmentName",
+];
 
 /// Whether a scalar variable name (in any case) is one of [`BUILT_IN_VARIABLES`].
 pub fn is_built_in_variable(name: &str) -> bool {

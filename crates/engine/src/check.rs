@@ -274,6 +274,7 @@ impl Checker {
                     self.assigned(pos, var);
                     self.block(body, loops + 1);
                 }
+                StatementKind::Target { body, .. } => self.block(body, loops + 1),
                 StatementKind::Unsupported { construct, body } => {
                     self.report(pos, format!("`{construct}` is not supported by Holt"));
                     self.block(body, loops);

@@ -22,6 +22,7 @@ mod queue;
 mod retention;
 mod run;
 mod secrets;
+mod ssh;
 mod sync;
 #[cfg(test)]
 mod tests;

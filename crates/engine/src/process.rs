@@ -116,7 +116,29 @@ pub(crate) type Lines = mpsc::Receiver<(Stream, Vec<String>)>;
 /// Starts a program in a new process group with its output piped. The caller must read the
 /// lines while it waits: a program blocks when its output is not read.
 pub(crate) fn start(spec: &ProcessSpec, grace: Duration) -> std::io::Result<(Running, Lines)> {
-    let (mut child, id) = spawn_tracked(spec, Stdio::null())?;
+    start_with_input(spec, grace, None)
+}
+
+/// [`start`], with `input` written to the program's standard input (then closed) when given.
+pub(crate) fn start_with_input(
+    spec: &ProcessSpec,
+    grace: Duration,
+    input: Option<Vec<u8>>,
+) -> std::io::Result<(Running, Lines)> {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let (mut child, id) = spawn_tracked(spec, stdin)?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A program that stops reading only loses its input: the write ends with the pipe.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
     // Few batches in flight: each can hold a read's worth of short lines, and a program that
     // writes faster than the log takes must wait rather than fill memory.
     let (tx, lines) = mpsc::channel(4);

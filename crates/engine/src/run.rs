@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use holt_domain::{JobStatus, JobToken, LogLevel, ScopePath, Template, TemplateName, Variables};
+use holt_domain::{
+    InfraName, JobStatus, JobToken, LogLevel, ScopePath, Server, Template, TemplateName, Variables,
+};
 use holt_storage::JobRecord;
 
 use crate::EngineError;
@@ -166,7 +168,7 @@ impl Engine {
             job.token,
             store.clone(),
             job.first_seq,
-            job.secrets,
+            job.secrets.clone(),
             self.log_limits(),
             Some(self.inner.metrics.clone()),
         ));
@@ -186,15 +188,15 @@ impl Engine {
         self.inner.queue.executing(job.token);
         tracing::info!(job = %job.token, template = %job.template, "job executing");
 
-        let run = interp::run(
-            &job.plan,
-            job.token,
-            &job.variables,
-            log.clone(),
-            &stopper.cancel,
-            self.inner.config.kill_grace,
-        );
-        let timeout = self.templates().get(&job.template).and_then(|t| t.timeout);
+        let infra = interp::Infra {
+            inventory: Arc::new(self.inventory().await?),
+            credentials: self.credentials(),
+            known_hosts: self.inner.config.ssh_known_hosts.clone(),
+            connect_timeout: self.inner.config.ssh_connect_timeout,
+        };
+        let template = self.templates().get(&job.template).cloned();
+        let run = self.run_targets(&job, &log, stopper, infra, template.as_deref());
+        let timeout = template.as_ref().and_then(|t| t.timeout);
         let state = match timeout {
             None => run.await?,
             Some(limit) => {
@@ -232,6 +234,103 @@ impl Engine {
         self.finish(job.token, &job.template, status).await?;
         tracing::info!(job = %job.token, status = %status, "job ended");
         Ok(())
+    }
+
+    /// Runs a job's plan where its template targets it: on `localhost` as a plain plan when the
+    /// template names no target, otherwise once per targeted server, in a log scope named after
+    /// it, up to `parallel_servers` at once in name order. The state is the worst of the runs'.
+    async fn run_targets(
+        &self,
+        job: &QueuedJob,
+        log: &Arc<JobLog>,
+        stopper: &Stopper,
+        infra: interp::Infra,
+        template: Option<&Template>,
+    ) -> Result<ExecState, EngineError> {
+        use futures_util::StreamExt;
+        let kill_grace = self.inner.config.kill_grace;
+        let Some(template) = template.filter(|t| !t.targets.is_empty()) else {
+            let place = interp::Place::default();
+            let run = interp::run(
+                &job.plan,
+                job.token,
+                &job.variables,
+                log.clone(),
+                &stopper.cancel,
+                kill_grace,
+                infra,
+                place,
+                ScopePath::root(),
+            );
+            return Ok(run.await?);
+        };
+        let targets = &template.targets;
+        let inventory = infra.inventory.clone();
+        let servers: Vec<Server> = targets.resolve(&inventory).into_iter().cloned().collect();
+        if servers.is_empty() {
+            let list = |names: &[InfraName]| {
+                names
+                    .iter()
+                    .map(InfraName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let message = format!(
+                "The template targets no active server (servers: [{}], roles: [{}], environments: [{}]).",
+                list(&targets.servers),
+                list(&targets.roles),
+                list(&targets.environments)
+            );
+            log.write(LogLevel::Error, &ScopePath::root(), &message)
+                .await?;
+            return Ok(ExecState::Failing);
+        }
+        let runs = servers.into_iter().map(|server| {
+            // The role and environment in context are the first of the server's that the
+            // template named, if it named any.
+            let role = server
+                .roles
+                .iter()
+                .find(|r| targets.roles.contains(r))
+                .map(|r| r.as_str().to_owned());
+            let environment = server
+                .environments
+                .iter()
+                .find(|e| {
+                    targets
+                        .environments
+                        .iter()
+                        .any(|a| inventory.is_within(e, a))
+                })
+                .map(|e| e.as_str().to_owned());
+            let scope = ScopePath::root().child(server.name.as_str());
+            let place = interp::Place {
+                server: Some(Arc::new(server)),
+                role,
+                environment,
+            };
+            interp::run(
+                &job.plan,
+                job.token,
+                &job.variables,
+                log.clone(),
+                &stopper.cancel,
+                kill_grace,
+                infra.clone(),
+                place,
+                scope,
+            )
+        });
+        let parallel = usize::try_from(template.parallel_servers).unwrap_or(usize::MAX);
+        let states: Vec<_> = futures_util::stream::iter(runs)
+            .buffered(parallel.max(1))
+            .collect()
+            .await;
+        let mut worst = ExecState::Normal;
+        for state in states {
+            worst = worst.max(state?);
+        }
+        Ok(worst)
     }
 
     /// Records a job's terminal status, then tells its waiters and forgets it.

@@ -78,8 +78,21 @@ pub enum StatementKind {
         body: Block,
     },
     /// A construct of the full OtterScript grammar that Holt parses but does not run:
-    /// `for server|role|directory X { }` and `foreach server|role|directory in ... { }`. The
-    /// loader rejects it at the statement's position.
+    /// `for server X { }`, `for role X { }`, `foreach server in LIST { }` and
+    /// `foreach role in LIST { }`: the body runs with each server named (or each server of each
+    /// role named) in context.
+    Target {
+        /// Whether servers or roles are named.
+        kind: TargetKind,
+        /// `foreach ... in LIST` rather than `for ... X`.
+        each: bool,
+        /// The name, or the list of names.
+        target: Expr,
+        /// What runs on each server.
+        body: Block,
+    },
+    /// `for directory X { }` and `foreach directory in ... { }`. The loader rejects it at the
+    /// statement's position.
     Unsupported {
         /// The construct's keywords, lowercase: `"for server"`, `"foreach role"`, ...
         construct: String,
@@ -221,6 +234,25 @@ pub enum DirectiveKind {
     /// `executionPolicy=...`), with its name as written; its value is not kept. The loader
     /// rejects it at the directive's position.
     Unsupported(String),
+}
+
+/// What a `for` or `foreach` targeting statement names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Servers by name.
+    Server,
+    /// Roles, standing for their servers.
+    Role,
+}
+
+impl TargetKind {
+    /// The keyword, lowercase.
+    pub fn word(self) -> &'static str {
+        match self {
+            TargetKind::Server => "server",
+            TargetKind::Role => "role",
+        }
+    }
 }
 
 /// An `if` with its `else` chain.

@@ -62,7 +62,7 @@ mod tests;
 pub use ast::{
     Arg, ArgValue, Block, CmpOp, Directive, DirectiveKind, Else, Expr, FnCall, If, InterpString,
     Operation, Param, Part, Plan, Predicate, SetScope, Sigil, Statement, StatementKind, StrKind,
-    VarRef,
+    TargetKind, VarRef,
 };
 pub use diag::{Diagnostic, Diagnostics, Pos};
 

@@ -8,7 +8,7 @@
 use crate::ast::{
     Arg, ArgValue, Block, CmpOp, Directive, DirectiveKind, Else, Expr, FnCall, If, InterpString,
     Operation, Param, Part, Plan, Predicate, SetScope, Sigil, Statement, StatementKind, StrKind,
-    VarRef,
+    TargetKind, VarRef,
 };
 use crate::diag::{Diagnostic, Pos};
 use crate::lexer::{
@@ -560,11 +560,19 @@ impl Parser {
             if !self.cur.eat_keyword("in") {
                 return Err(self.expected(&format!("`in` after `foreach {kind}`")));
             }
-            self.value(Context::Block)?;
+            let target = self.value(Context::Block)?;
             let body = self.expect_block("after the list to loop over")?;
-            return Ok(StatementKind::Unsupported {
-                construct: format!("foreach {kind}"),
-                body,
+            return Ok(match target_kind(&kind) {
+                Some(kind) => StatementKind::Target {
+                    kind,
+                    each: true,
+                    target,
+                    body,
+                },
+                None => StatementKind::Unsupported {
+                    construct: format!("foreach {kind}"),
+                    body,
+                },
             });
         }
         let var = self.var_ref("a variable after `foreach`")?;
@@ -577,20 +585,33 @@ impl Parser {
         Ok(StatementKind::Foreach { var, source, body })
     }
 
-    /// `for server|role|directory X { }`, which Holt parses but does not run.
+    /// `for server|role X { }`, and `for directory X { }`, which Holt parses but does not run.
     fn for_unsupported(&mut self) -> PResult<StatementKind> {
         self.trivia()?;
         let Some(kind) = self.unsupported_target_kind() else {
             return Err(self.expected("`server`, `role` or `directory` after `for`"));
         };
         self.cur.skip_ws();
-        if self.cur.peek() != Some('{') {
-            self.value(Context::Block)?;
-        }
+        let target_kind = target_kind(&kind);
+        let target = if self.cur.peek() != Some('{') {
+            Some(self.value(Context::Block)?)
+        } else if target_kind.is_some() {
+            return Err(self.expected(&format!("a {kind} name after `for {kind}`")));
+        } else {
+            None
+        };
         let body = self.expect_block(&format!("after `for {kind}`"))?;
-        Ok(StatementKind::Unsupported {
-            construct: format!("for {kind}"),
-            body,
+        Ok(match (target_kind, target) {
+            (Some(kind), Some(target)) => StatementKind::Target {
+                kind,
+                each: false,
+                target,
+                body,
+            },
+            _ => StatementKind::Unsupported {
+                construct: format!("for {kind}"),
+                body,
+            },
         })
     }
 
@@ -1094,5 +1115,14 @@ impl Parser {
                 ),
             )),
         }
+    }
+}
+
+/// The targeting kind a `for`/`foreach` keyword names, if Holt runs it.
+fn target_kind(word: &str) -> Option<TargetKind> {
+    match word {
+        "server" => Some(TargetKind::Server),
+        "role" => Some(TargetKind::Role),
+        _ => None,
     }
 }

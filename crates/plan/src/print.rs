@@ -140,6 +140,19 @@ impl Printer {
                 self.out.push(' ');
                 self.block(body);
             }
+            StatementKind::Target {
+                kind,
+                each,
+                target,
+                body,
+            } => {
+                let keyword = if *each { "foreach" } else { "for" };
+                self.out.push_str(&format!("{keyword} {}", kind.word()));
+                self.out.push_str(if *each { " in " } else { " " });
+                expr(&mut self.out, target, Context::Block);
+                self.out.push(' ');
+                self.block(body);
+            }
             StatementKind::Unsupported { construct, body } => {
                 // The target is not kept; `...` stands in for it so the output still parses
                 // to the same construct.

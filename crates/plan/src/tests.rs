@@ -4,7 +4,7 @@
 use crate::{
     Arg, ArgValue, Block, CmpOp, Directive, DirectiveKind, Else, Expr, FnCall, If, InterpString,
     Operation, Param, Part, Plan, Pos, Predicate, SetScope, Sigil, Statement, StatementKind,
-    StrKind, VarRef, parse, print,
+    StrKind, TargetKind, VarRef, parse, print,
 };
 use proptest::prelude::*;
 
@@ -77,6 +77,19 @@ fn dump_statement(s: &Statement) -> String {
         StatementKind::Foreach { var, source, body } => sexp(
             "foreach",
             [var.to_string(), dump_expr(source), dump_block(body)],
+        ),
+        StatementKind::Target {
+            kind,
+            each,
+            target,
+            body,
+        } => sexp(
+            if *each {
+                "foreach-target"
+            } else {
+                "for-target"
+            },
+            [kind.word().to_owned(), dump_expr(target), dump_block(body)],
         ),
         StatementKind::Unsupported { construct, body } => {
             sexp("unsupported", [format!("{construct:?}"), dump_block(body)])
@@ -311,8 +324,9 @@ fn blocks_and_control() {
     check("foreach $item in @list { Log-Information $item; }", "(foreach $item @list (block (op Log-Information $item)))");
     check("foreach $i in @(a, b) { break; continue; }", r#"(foreach $i (list (implicit "a") (implicit "b")) (block (break) (continue)))"#);
     check("foreach $i in @Range(0, 3) { }", r#"(foreach $i (fn @Range (implicit "0") (implicit "3")) (block))"#);
-    check("foreach server in @(a, b) { Sleep 1; }", r#"(unsupported "foreach server" (block (op Sleep (implicit "1"))))"#);
-    check("for role web { }", r#"(unsupported "for role" (block))"#);
+    check("foreach server in @(a, b) { Sleep 1; }", r#"(foreach-target server (list (implicit "a") (implicit "b")) (block (op Sleep (implicit "1"))))"#);
+    check("for role web { }", r#"(for-target role (implicit "web") (block))"#);
+    check("for directory /tmp { }", r#"(unsupported "for directory" (block))"#);
     check("for Directory { }", r#"(unsupported "for directory" (block))"#);
     check("try { fail; } catch { warn; }", "(try (block (fail)) (block (warn)))");
     check("try { } # note\ncatch { force normal; }", "(try (block) (block (force-normal)))");
@@ -603,8 +617,9 @@ fn printer() {
     check_print("if (a || b) && !(c && d) { } else if e { } else { fail; }", "if (a || b) && !(c && d) { } else if e { } else {\n    fail;\n}\n");
     check_print("if a || (b || c) { }", "if a || (b || c) { }\n");
     check_print("with async=x, retry=2, credentials=me { }", "with async=x, retry=2, credentials { }\n");
-    check_print("for server web01 { }", "for server ... { }\n");
-    check_print("foreach role in @(a) { }", "foreach role in ... { }\n");
+    check_print("for server web01 { }", "for server web01 { }\n");
+    check_print("foreach role in @(a) { }", "foreach role in @(a) { }\n");
+    check_print("for directory /tmp { }", "for directory ... { }\n");
     check_print("module M<$a, $b = x> { } call M(a: 1);", "module M<$a, $b = x> { }\ncall M(a: 1);\n");
     check_print("Exec /usr/local/bin/some-long-program (Arguments: --one --two --three, WorkingDirectory: /var/lib/somewhere, SuccessExitCode: 0);", "Exec /usr/local/bin/some-long-program (\n    Arguments: --one --two --three,\n    WorkingDirectory: /var/lib/somewhere,\n    SuccessExitCode: 0\n);\n");
     check_print("set %m = %(\"a b\": 1, '': 2);", "set %m = %(\"a b\": 1, \"\": 2);\n");
@@ -645,6 +660,7 @@ fn strip_positions(plan: &mut Plan) {
             StatementKind::Block(body)
             | StatementKind::Foreach { body, .. }
             | StatementKind::Unsupported { body, .. }
+            | StatementKind::Target { body, .. }
             | StatementKind::Module { body, .. } => block(body),
             StatementKind::Try { body, catch } => {
                 block(body);
@@ -900,13 +916,22 @@ fn statement() -> impl Strategy<Value = Statement> {
             }),
             (var(sigil()), expr(), block.clone())
                 .prop_map(|(var, source, body)| StatementKind::Foreach { var, source, body }),
+            (prop_oneof![Just("for"), Just("foreach")], block.clone()).prop_map(
+                |(keyword, body)| StatementKind::Unsupported {
+                    construct: format!("{keyword} directory"),
+                    body
+                }
+            ),
             (
-                prop_oneof![Just("for"), Just("foreach")],
-                prop_oneof![Just("server"), Just("role"), Just("directory")],
+                any::<bool>(),
+                prop_oneof![Just(TargetKind::Server), Just(TargetKind::Role)],
+                expr(),
                 block.clone()
             )
-                .prop_map(|(keyword, kind, body)| StatementKind::Unsupported {
-                    construct: format!("{keyword} {kind}"),
+                .prop_map(|(each, kind, target, body)| StatementKind::Target {
+                    kind,
+                    each,
+                    target,
                     body
                 }),
             (block.clone(), block.clone())

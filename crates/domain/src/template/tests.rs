@@ -71,7 +71,7 @@ fn errors_name_line_and_column() {
     );
     check_err(
         "plan = ''\nbogus = 1\n",
-        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`",
+        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`, `servers`, `roles`, `environments`, `parallel_servers`",
     );
     check_err(
         "plan = ''\napi_key = 'a'\napi_key_sha256 = 'b'\n",
@@ -278,5 +278,31 @@ fn secrets_too_short_to_mask_are_refused() {
     check_err(
         "plan = ''\n[variables.Password]\nsecret = true\ndefault = 'pw'\n",
         "2:1: the default breaks its own rule: variable Password is secret and must be empty or at least 4 characters long",
+    );
+}
+
+#[test]
+fn targets_are_names_of_the_inventory() {
+    let t = load("plan = ''\nroles = ['web']\nenvironments = ['prod']\nparallel_servers = 2\n")
+        .unwrap();
+    assert_eq!(t.targets.roles[0].as_str(), "web");
+    assert_eq!(t.targets.environments[0].as_str(), "prod");
+    assert!(t.targets.servers.is_empty());
+    assert_eq!(t.parallel_servers, 2);
+    let t = load("plan = ''").unwrap();
+    assert!(t.targets.is_empty());
+    assert_eq!(t.parallel_servers, 1);
+    let err = load("plan = ''\nservers = ['-web']\nparallel_servers = 0\n").unwrap_err();
+    let messages: Vec<_> = err.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("parallel_servers must be at least 1"))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("servers: ") && m.contains("-web"))
     );
 }

@@ -126,6 +126,7 @@ impl Ctx {
                     env: self.env.clone(),
                     state: ExecState::Normal,
                     scope: self.scope.clone(),
+                    place: self.place.clone(),
                     cancel: self.cancel.child_token(),
                     tasks: Vec::new(),
                     depth: self.depth,

@@ -206,6 +206,11 @@ impl Ctx {
         if let Some(value) = self.env.get(&key_of(var)) {
             return Ok(value);
         }
+        if var.sigil == Sigil::Scalar
+            && let Some(value) = self.server_variable(&var.name)
+        {
+            return Ok(Value::Scalar(value));
+        }
         if super::files::is_host_variable(var) {
             return self.host_variable(var);
         }
@@ -345,6 +350,102 @@ impl Ctx {
                 arity(0)?;
                 Value::Scalar(self.shared.token.to_string())
             }
+            (Sigil::Scalar, "servername") => {
+                arity(0)?;
+                Value::Scalar(self.server_name())
+            }
+            (Sigil::Scalar, "rolename") => {
+                arity(0)?;
+                Value::Scalar(self.place.role.clone().unwrap_or_default())
+            }
+            (Sigil::Scalar, "environmentname") => {
+                arity(0)?;
+                Value::Scalar(self.place.environment.clone().unwrap_or_default())
+            }
+            (
+                Sigil::List,
+                "serversinrole" | "serversinenvironment" | "serversinroleandenvironment",
+            ) => {
+                let wanted = if name == "serversinroleandenvironment" {
+                    2
+                } else {
+                    1
+                };
+                if args.len() > wanted + 1 {
+                    return Err(format!("{shown} takes at most {} arguments", wanted + 1).into());
+                }
+                let given = |i: usize| -> Result<Option<String>, InterpError> {
+                    if i < args.len() {
+                        Ok(Some(text(i)?).filter(|t| !t.is_empty()))
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let inactive =
+                    given(wanted)?.is_some_and(|t| t.trim().eq_ignore_ascii_case("true"));
+                let role = || {
+                    given(0)?
+                        .or_else(|| self.place.role.clone())
+                        .ok_or_else(|| {
+                            InterpError::from(format!("{shown}: no role given and none in context"))
+                        })
+                };
+                let environment = |i: usize| {
+                    given(i)?
+                        .or_else(|| self.place.environment.clone())
+                        .ok_or_else(|| {
+                            InterpError::from(format!(
+                                "{shown}: no environment given and none in context"
+                            ))
+                        })
+                };
+                let inventory = &self.shared.inventory;
+                let servers = match name.as_str() {
+                    "serversinrole" => inventory.servers_in_role(&role()?, inactive),
+                    "serversinenvironment" => {
+                        inventory.servers_in_environment(&environment(0)?, inactive)
+                    }
+                    _ => {
+                        let in_environment: Vec<_> = inventory
+                            .servers_in_environment(&environment(1)?, inactive)
+                            .into_iter()
+                            .map(|s| s.name.clone())
+                            .collect();
+                        inventory
+                            .servers_in_role(&role()?, inactive)
+                            .into_iter()
+                            .filter(|s| in_environment.contains(&s.name))
+                            .collect()
+                    }
+                };
+                names_list(servers.into_iter().map(|s| s.name.as_str()))
+            }
+            (Sigil::List, "allservers") => {
+                if args.len() > 1 {
+                    return Err(format!("{shown} takes at most 1 argument").into());
+                }
+                let inactive = !args.is_empty() && text(0)?.trim().eq_ignore_ascii_case("true");
+                names_list(
+                    self.shared
+                        .inventory
+                        .servers()
+                        .filter(|s| s.active || inactive)
+                        .map(|s| s.name.as_str()),
+                )
+            }
+            (Sigil::List, "allroles") => {
+                arity(0)?;
+                names_list(self.shared.inventory.roles().map(|r| r.name.as_str()))
+            }
+            (Sigil::List, "allenvironments") => {
+                arity(0)?;
+                names_list(
+                    self.shared
+                        .inventory
+                        .environments()
+                        .map(|e| e.name.as_str()),
+                )
+            }
             _ => return Err(InterpError::UnknownFunction { name: shown }),
         };
         Ok(value)
@@ -372,6 +473,67 @@ impl Ctx {
             },
             _ => Err("$Eval: the text is not a string".into()),
         }
+    }
+}
+
+/// Names as a list value.
+fn names_list<'a>(names: impl Iterator<Item = &'a str>) -> Value {
+    Value::List(names.map(|n| Value::Scalar(n.to_owned())).collect())
+}
+
+impl Ctx {
+    /// The name of the server in context: `localhost` when the plan targets none.
+    pub(super) fn server_name(&self) -> String {
+        self.place.server.as_ref().map_or_else(
+            || holt_domain::LOCALHOST.to_owned(),
+            |s| s.name.as_str().to_owned(),
+        )
+    }
+
+    /// A variable of the infrastructure, after the plan's and the job's: the server in
+    /// context's, then its roles' (in name order), then its environments' and their parents'.
+    fn server_variable(&self, name: &str) -> Option<String> {
+        let inventory = &self.shared.inventory;
+        let server = match &self.place.server {
+            Some(server) => server.as_ref(),
+            None => inventory.server(holt_domain::LOCALHOST)?,
+        };
+        let find = |vars: &holt_domain::InfraVariables| {
+            vars.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(value) = find(&server.variables) {
+            return Some(value);
+        }
+        let mut roles: Vec<_> = server.roles.iter().collect();
+        roles.sort();
+        for role in roles {
+            if let Some(value) = inventory
+                .role(role.as_str())
+                .and_then(|r| find(&r.variables))
+            {
+                return Some(value);
+            }
+        }
+        for environment in &server.environments {
+            let mut current = inventory.environment(environment.as_str());
+            let mut steps = 0;
+            while let Some(env) = current {
+                if let Some(value) = find(&env.variables) {
+                    return Some(value);
+                }
+                steps += 1;
+                if steps > inventory.environments().count() {
+                    break;
+                }
+                current = env
+                    .parent_name
+                    .as_ref()
+                    .and_then(|p| inventory.environment(p.as_str()));
+            }
+        }
+        None
     }
 }
 

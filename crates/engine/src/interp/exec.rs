@@ -53,11 +53,11 @@ impl ExitRule {
 
 /// The settings `Exec` and `SHExec` share.
 #[derive(Debug)]
-struct RunSettings {
+pub(super) struct RunSettings {
     working_directory: Option<PathBuf>,
     success: ExitRule,
-    output_level: LogLevel,
-    error_level: LogLevel,
+    pub(super) output_level: LogLevel,
+    pub(super) error_level: LogLevel,
 }
 
 fn level_named(text: &str) -> Result<LogLevel, String> {
@@ -152,6 +152,25 @@ impl Ctx {
             .join(" ");
         self.log(LogLevel::Debug, &format!("Executing {shown}"))
             .await?;
+        if let Some(server) = self.remote_server().cloned() {
+            let mut argv = vec![program];
+            argv.extend(args);
+            let argv = match &settings.working_directory {
+                // The directory reaches the remote shell as a word of its own, like the rest.
+                Some(dir) => [
+                    "sh".to_owned(),
+                    "-c".to_owned(),
+                    "cd -- \"$1\" || exit 1; shift; exec \"$@\"".to_owned(),
+                    "holt".to_owned(),
+                    dir.display().to_string(),
+                ]
+                .into_iter()
+                .chain(argv)
+                .collect(),
+                None => argv,
+            };
+            return self.run_remote(&server, &argv, None, &settings).await;
+        }
         let spec = ProcessSpec {
             program,
             args,
@@ -182,6 +201,30 @@ impl Ctx {
         };
         self.log(LogLevel::Debug, "Executing a script with /bin/sh")
             .await?;
+        if let Some(server) = self.remote_server().cloned() {
+            // The script travels on standard input, after one assignment per value, each
+            // value single-quoted whole: no value is ever read as script text.
+            let mut input = String::new();
+            for (name, value) in &script.env {
+                input.push_str(&format!("{name}={}; export {name}\n", shell_quote(value)));
+            }
+            if let Some(dir) = &settings.working_directory {
+                input.push_str(&format!(
+                    "cd -- {} || exit 1\n",
+                    shell_quote(&dir.display().to_string())
+                ));
+            }
+            // The script is one group the shell reads whole before running any of it, with its
+            // input empty as it is on holtd's host: a command that reads its input cannot
+            // consume the rest of the script.
+            input.push_str("{\n");
+            input.push_str(&script.text);
+            input.push_str("\n} < /dev/null\n");
+            let argv = ["/bin/sh".to_owned(), "-s".to_owned()];
+            return self
+                .run_remote(&server, &argv, Some(input), &settings)
+                .await;
+        }
         let mut env = self.process_env();
         env.extend(script.env);
         let spec = ProcessSpec {
@@ -238,7 +281,7 @@ impl Ctx {
     }
 
     /// The marks every process of this job carries in its environment.
-    fn process_env(&self) -> Vec<(String, String)> {
+    pub(super) fn process_env(&self) -> Vec<(String, String)> {
         vec![
             (
                 process::INSTANCE_ENV.to_owned(),
@@ -310,14 +353,24 @@ impl Ctx {
                     .await;
             }
         };
+        self.judge(before, &spec.program, status, settings, error_output)
+            .await
+    }
+
+    /// Decides an operation's outcome from how its program exited.
+    pub(super) async fn judge(
+        &mut self,
+        before: ExecState,
+        program: &str,
+        status: std::process::ExitStatus,
+        settings: &RunSettings,
+        error_output: bool,
+    ) -> Flow {
         let Some(code) = status.code() else {
             use std::os::unix::process::ExitStatusExt;
             let signal = status.signal().unwrap_or_default();
             return self
-                .fail_operation(
-                    before,
-                    &format!("{} was killed by signal {signal}", spec.program),
-                )
+                .fail_operation(before, &format!("{program} was killed by signal {signal}"))
                 .await;
         };
         if !settings.success.accepts(i64::from(code)) {
@@ -326,30 +379,27 @@ impl Ctx {
                 .fail_operation(
                     before,
                     &format!(
-                        "{} exited with code {code}, which does not satisfy SuccessExitCode {} {}",
-                        spec.program, rule.op, rule.value
+                        "{program} exited with code {code}, which does not satisfy SuccessExitCode {} {}",
+                        rule.op, rule.value
                     ),
                 )
                 .await;
         }
         if error_output {
             return self
-                .fail_operation(
-                    before,
-                    &format!("{} wrote to its error output", spec.program),
-                )
+                .fail_operation(before, &format!("{program} wrote to its error output"))
                 .await;
         }
         self.log(
             LogLevel::Debug,
-            &format!("{} exited with code {code}", spec.program),
+            &format!("{program} exited with code {code}"),
         )
         .await
     }
 
     /// Logs why an operation failed, sets failing and raises, remembering the state from before
     /// the operation for a `catch`.
-    async fn fail_operation(&mut self, before: ExecState, message: &str) -> Flow {
+    pub(super) async fn fail_operation(&mut self, before: ExecState, message: &str) -> Flow {
         self.log(LogLevel::Error, message).await?;
         self.state = ExecState::Failing;
         Err(Signal::Raise { before })

@@ -70,6 +70,16 @@ impl Ctx {
         env: Vec<(String, String)>,
         stdin: Option<Vec<u8>>,
     ) -> Result<Output, HostError> {
+        // Running here what was meant for another machine would change the wrong server.
+        if let Some(server) = self.remote_server() {
+            return Err(HostError::Failed(
+                format!(
+                    "file operations and the functions that look at a server run only on localhost for now, not on ssh server {}",
+                    server.name
+                )
+                .into(),
+            ));
+        }
         // The job's marks, as every process of the job carries them, so the orphan sweep knows
         // the script's processes; the job token also names the working directory.
         let mut all_env = vec![

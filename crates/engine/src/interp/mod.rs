@@ -11,6 +11,8 @@ mod eval;
 mod exec;
 mod files;
 mod host;
+mod remote;
+mod servers;
 mod shell;
 mod value;
 
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holt_domain::{JobToken, LogLevel, ScopePath, Variables};
+use holt_domain::{Inventory, JobToken, LogLevel, ScopePath, Server, Variables};
 use holt_plan::{
     ArgValue, Block, Directive, DirectiveKind, Else, Expr, If, Operation, Param, Plan, SetScope,
     Statement, StatementKind,
@@ -81,7 +83,28 @@ type BoxFlow<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
 /// a long loop of quick statements does not hold a runtime thread to itself.
 const STATEMENTS_PER_YIELD: u64 = 1024;
 
-/// Runs a plan to its end and returns the final execution state.
+/// Where running code is: the server, role and environment in context, if any.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Place {
+    pub(crate) server: Option<Arc<Server>>,
+    pub(crate) role: Option<String>,
+    pub(crate) environment: Option<String>,
+}
+
+/// What a job knows of its servers: the inventory snapshot taken when it started, and how to
+/// reach its `ssh` servers.
+#[derive(Debug, Clone)]
+pub(crate) struct Infra {
+    pub(crate) inventory: Arc<Inventory>,
+    pub(crate) credentials: Arc<holt_domain::Credentials>,
+    pub(crate) known_hosts: Option<std::path::PathBuf>,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// Runs a plan to its end and returns the final execution state. `inventory` is the snapshot of
+/// the infrastructure taken when the job started; `place` the server the plan runs on, if it
+/// was targeted at one, and `scope` the log scope it runs in.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     plan: &Plan,
     token: JobToken,
@@ -89,6 +112,9 @@ pub(crate) async fn run(
     log: Arc<JobLog>,
     cancel: &CancellationToken,
     kill_grace: Duration,
+    infra: Infra,
+    place: Place,
+    scope: ScopePath,
 ) -> Result<ExecState, StoreError> {
     // The built-in variables answer before any job variable; one of their names reaching here
     // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
@@ -129,13 +155,16 @@ pub(crate) async fn run(
             instance,
             steps: AtomicU64::new(0),
             async_blocks: AtomicUsize::new(0),
+            inventory: infra.inventory.clone(),
+            infra,
         }),
         env: Env {
             frames: vec![HashMap::new()],
             globals: Arc::new(Mutex::new(globals)),
         },
         state: ExecState::Normal,
-        scope: ScopePath::root(),
+        scope,
+        place,
         cancel: cancel.clone(),
         tasks: Vec::new(),
         depth: 0,
@@ -170,6 +199,10 @@ struct Shared {
     steps: AtomicU64,
     /// The async blocks started and not yet finished; see [`MAX_ASYNC_BLOCKS`].
     async_blocks: AtomicUsize,
+    /// The servers, roles and environments as they were when the job started.
+    inventory: Arc<Inventory>,
+    /// How to reach the job's `ssh` servers.
+    infra: Infra,
 }
 
 impl Shared {
@@ -204,6 +237,7 @@ pub(crate) struct Ctx {
     env: Env,
     state: ExecState,
     scope: ScopePath,
+    place: Place,
     cancel: CancellationToken,
     tasks: Vec<AsyncTask>,
     /// Module calls around the running code; see [`MAX_CALL_DEPTH`].
@@ -289,6 +323,7 @@ impl Ctx {
                             | StatementKind::Block(_)
                             | StatementKind::With { .. }
                             | StatementKind::Foreach { .. }
+                            | StatementKind::Target { .. }
                             | StatementKind::Try { .. }
                             | StatementKind::If(_)
                             | StatementKind::Call { .. }
@@ -378,6 +413,9 @@ impl Ctx {
                 }
                 Ok(())
             }
+            StatementKind::Target {
+                kind, target, body, ..
+            } => Box::pin(self.target(*kind, target, body)).await,
             StatementKind::Unsupported { construct, .. } => {
                 // The loader refuses these; a plan that got here anyway fails clearly.
                 self.raise(format!("`{construct}` is not supported by Holt"))
@@ -434,6 +472,14 @@ impl Ctx {
             StatementKind::Module { .. } => Ok(()),
             StatementKind::Call { name, args } => Box::pin(self.call(name, args)).await,
         }
+    }
+
+    /// The server in context when it is reached over SSH rather than being holtd's own host.
+    fn remote_server(&self) -> Option<&Arc<Server>> {
+        self.place
+            .server
+            .as_ref()
+            .filter(|s| s.server_type == holt_domain::ServerType::Ssh)
     }
 
     /// Moves to warning unless failing.

@@ -471,8 +471,12 @@ fn the_loader_rejects_what_the_engine_cannot_run() {
         "line 1, column 6: `with isolation` is not supported by Holt",
     );
     check_rejected(
+        "for directory /tmp {\n  Bad;\n}",
+        "line 1, column 1: `for directory` is not supported by Holt\nline 2, column 3: unknown operation `Bad`",
+    );
+    check_rejected(
         "for server web1 {\n  Bad;\n}",
-        "line 1, column 1: `for server` is not supported by Holt\nline 2, column 3: unknown operation `Bad`",
+        "line 2, column 3: unknown operation `Bad`",
     );
 }
 
