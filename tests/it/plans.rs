@@ -198,6 +198,21 @@ async fn the_example_deployment_runs() {
     );
 }
 
+#[tokio::test]
+async fn the_example_server_report_runs_on_localhost() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/templates");
+    let template = std::fs::read_to_string(examples.join("server-report.toml")).unwrap();
+    let holtd = Holtd::start(&[("server-report", &template)], &[]).await;
+    let token = holtd.trigger("template=server-report&key=report-key").await;
+    let status = holtd.wait_terminal(&token, "&key=report-key").await;
+    let log = holtd.logs(&token, "&key=report-key").await;
+    assert_eq!(status, "Succeeded", "{log}");
+    for line in ["INFO: Reporting on localhost\n", "INFO: Linux\n"] {
+        assert!(log.contains(line), "missing {line:?} in:\n{log}");
+    }
+    assert!(log.contains("INFO: Marker written in "), "{log}");
+}
+
 /// Runs `holtd check --templates DIR`.
 fn check(dir: &Path) -> std::process::Output {
     Command::new(holtd_binary())
