@@ -354,6 +354,25 @@ impl Drop for Holtd {
     }
 }
 
+/// The SHA-256 hex digest of `text`, as an operator makes an admin key's digest for holtd
+/// (`printf %s KEY | sha256sum`).
+pub fn sha256_hex(text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("sha256sum's input")
+        .write_all(text.as_bytes())
+        .expect("write to sha256sum");
+    let out = child.wait_with_output().expect("sha256sum's output");
+    String::from_utf8(out.stdout).expect("hex digits")[..64].to_owned()
+}
+
 /// Whether a process is alive (a zombie has exited and does not count).
 pub fn alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {

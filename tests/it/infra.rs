@@ -5,26 +5,8 @@ use holt_tests::Holtd;
 
 const ADMIN: &str = "admin-secret";
 
-fn digest(key: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
-
 async fn admin_holtd() -> Holtd {
-    let hex = digest(ADMIN);
+    let hex = holt_tests::sha256_hex(ADMIN);
     Holtd::start(&[], &["--admin-key-sha256", &hex]).await
 }
 

@@ -6,24 +6,6 @@ use holt_tests::{Holtd, Sshd, alive};
 
 const ADMIN: &str = "remote-admin";
 
-fn digest(key: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
-
 /// A holtd that reaches `sshd` with the credentials `ok` (its key) and `wrongkey` (a key the
 /// server does not accept), checking host keys against `known_hosts`.
 async fn holtd_for(
@@ -48,7 +30,7 @@ async fn holtd_for(
         templates,
         &[
             "--admin-key-sha256",
-            &digest(ADMIN),
+            &holt_tests::sha256_hex(ADMIN),
             "--credentials",
             credentials.to_str().unwrap(),
             "--ssh-known-hosts",

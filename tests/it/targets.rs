@@ -5,26 +5,12 @@ use holt_tests::Holtd;
 
 const ADMIN: &str = "targets-admin";
 
-fn digest(key: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
-
 async fn holtd_with(templates: &[(&str, &str)]) -> Holtd {
-    Holtd::start(templates, &["--admin-key-sha256", &digest(ADMIN)]).await
+    Holtd::start(
+        templates,
+        &["--admin-key-sha256", &holt_tests::sha256_hex(ADMIN)],
+    )
+    .await
 }
 
 async fn admin(holtd: &Holtd, path: &str, body: &str) {
