@@ -319,22 +319,8 @@ impl Ctx {
                     }
                     line = lines.recv(), if open => match line {
                         Some((stream, batch)) => {
-                            let level = match stream {
-                                Stream::Stdout => settings.output_level,
-                                Stream::Stderr => settings.error_level,
-                            };
-                            self.shared
-                                .log
-                                .write_many(level, &self.scope, &batch)
-                                .await
-                                .map_err(Signal::Store)?;
-                            match level {
-                                LogLevel::Error => {
-                                    error_output = true;
-                                    self.state = ExecState::Failing;
-                                }
-                                LogLevel::Warn => self.warn(),
-                                LogLevel::Debug | LogLevel::Info => {}
+                            if self.log_output(stream, &batch, settings).await? {
+                                error_output = true;
                             }
                         }
                         None => open = false,
@@ -395,6 +381,36 @@ impl Ctx {
             &format!("{program} exited with code {code}"),
         )
         .await
+    }
+
+    /// Logs a batch of a program's output lines at their stream's level: a line at Error makes
+    /// the state failing, one at Warn warns. Returns whether the batch was logged at Error.
+    pub(super) async fn log_output(
+        &mut self,
+        stream: Stream,
+        batch: &[String],
+        settings: &RunSettings,
+    ) -> Result<bool, Signal> {
+        let level = match stream {
+            Stream::Stdout => settings.output_level,
+            Stream::Stderr => settings.error_level,
+        };
+        self.shared
+            .log
+            .write_many(level, &self.scope, batch)
+            .await
+            .map_err(Signal::Store)?;
+        Ok(match level {
+            LogLevel::Error => {
+                self.state = ExecState::Failing;
+                true
+            }
+            LogLevel::Warn => {
+                self.warn();
+                false
+            }
+            LogLevel::Debug | LogLevel::Info => false,
+        })
     }
 
     /// Logs why an operation failed, sets failing and raises, remembering the state from before

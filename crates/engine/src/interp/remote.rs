@@ -12,7 +12,7 @@ use holt_domain::{LogLevel, Server};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::RunSettings;
-use super::{Ctx, ExecState, Flow, Signal};
+use super::{Ctx, Flow, Signal};
 use crate::process::{self, Ended, ProcessSpec, Stream};
 use crate::ssh::{self, SshTarget};
 
@@ -102,22 +102,8 @@ impl Ctx {
                             if batch.is_empty() {
                                 continue;
                             }
-                            let level = match stream {
-                                Stream::Stdout => settings.output_level,
-                                Stream::Stderr => settings.error_level,
-                            };
-                            self.shared
-                                .log
-                                .write_many(level, &self.scope, &batch)
-                                .await
-                                .map_err(Signal::Store)?;
-                            match level {
-                                LogLevel::Error => {
-                                    error_output = true;
-                                    self.state = ExecState::Failing;
-                                }
-                                LogLevel::Warn => self.warn(),
-                                LogLevel::Debug | LogLevel::Info => {}
+                            if self.log_output(stream, &batch, settings).await? {
+                                error_output = true;
                             }
                         }
                         None => open = false,
