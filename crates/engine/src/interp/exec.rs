@@ -260,7 +260,7 @@ impl Ctx {
 
     /// The script: the plan's text, and each interpolated value as data the script refers to.
     /// A script given as a whole value (`SHExec $x;`) is that one value, as one command word.
-    fn script(&self, expr: &Expr) -> Result<shell::Script, InterpError> {
+    pub(super) fn script(&self, expr: &Expr) -> Result<shell::Script, InterpError> {
         let pieces = match expr {
             Expr::Str(s) => s
                 .parts

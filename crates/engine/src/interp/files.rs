@@ -26,7 +26,7 @@ use holt_plan::{
 
 use super::error::InterpError;
 use super::host::{HostError, Output};
-use super::shell::{self, Piece};
+use super::shell;
 use super::value::{Value, key_of};
 use super::{Ctx, Flow, Signal};
 

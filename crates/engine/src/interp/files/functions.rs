@@ -316,22 +316,11 @@ printf '%s' "$holt_v""#,
     /// `$SHEval`'s script: the plan's text, each interpolated value passed in the environment
     /// as `SHExec` passes them.
     fn sheval_script(&self, expr: &Expr) -> Result<shell::Script, Fail> {
-        let pieces = match expr {
-            Expr::Str(s) => s
-                .parts
-                .iter()
-                .map(|part| {
-                    Ok(match part {
-                        Part::Text(text) => Piece::Text(text.clone()),
-                        Part::Var(var) => {
-                            Piece::Value(self.eval(&Expr::Var(var.clone()))?.to_string())
-                        }
-                        Part::Expr(expr) => Piece::Value(self.eval(expr)?.to_string()),
-                    })
-                })
-                .collect::<Result<Vec<_>, InterpError>>()?,
-            other => vec![Piece::Value(self.eval(other)?.to_string())],
-        };
-        Ok(shell::build(&pieces).map_err(|e| e.replace("SHExec: ", ""))?)
+        match self.script(expr) {
+            Ok(script) => Ok(script),
+            // The script rules are SHExec's; the message speaks for $SHEval.
+            Err(InterpError::Message(message)) => Err(message.replace("SHExec: ", "").into()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
