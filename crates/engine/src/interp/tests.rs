@@ -63,6 +63,34 @@ async fn run_entries(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, Vec<LogEn
     (status, entries)
 }
 
+/// Runs `plan` as a job on runtime threads with the stack holtd gives them (which deep plans
+/// need in a debug build) and returns its final status and log entries.
+pub(super) fn run_plan(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, Vec<LogEntry>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(crate::WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run_entries(plan, vars))
+}
+
+/// A log body in the Otter text form, without the engine's first and last lines.
+pub(super) fn body_of(entries: &[LogEntry]) -> String {
+    let mut body = String::new();
+    for entry in &entries[1..entries.len() - 1] {
+        format_entry(&mut body, entry);
+    }
+    body
+}
+
+/// Runs `plan` as a job and returns its final status and its log body without the engine's
+/// first and last lines.
+pub(super) fn run_body(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, String) {
+    let (status, entries) = run_plan(plan, vars);
+    (status, body_of(&entries))
+}
+
 /// Checks a plan's log body (without the engine's first and last lines) and final status.
 #[track_caller]
 fn check(plan: &str, expect_body: &str, expect_status: JobStatus) {
@@ -71,18 +99,8 @@ fn check(plan: &str, expect_body: &str, expect_status: JobStatus) {
 
 #[track_caller]
 fn check_with(plan: &str, vars: &[(&str, &str)], expect_body: &str, expect_status: JobStatus) {
-    // The stack holtd's runtime threads have, which deep plans need in a debug build.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::WORKER_STACK_BYTES)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (status, entries) = runtime.block_on(run_entries(plan, vars));
-    let mut body = String::new();
-    for entry in &entries[1..entries.len() - 1] {
-        format_entry(&mut body, entry);
-    }
+    let (status, entries) = run_plan(plan, vars);
+    let body = body_of(&entries);
     assert_eq!(body, expect_body, "plan:\n{plan}");
     assert_eq!(status, expect_status, "plan:\n{plan}");
     assert_eq!(entries[0].text, "Job started from template t.");

@@ -2,14 +2,10 @@
 //! engine, with hostile names and contents; and the mask rules on their own.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use holt_domain::{JobStatus, Template, TemplateCatalog, Variables, format_entry};
-use holt_storage::{SqliteConfig, SqliteStore};
+use holt_domain::JobStatus;
 
 use super::{Selection, path_combine};
-use crate::{Engine, EngineConfig, check_plan};
 
 /// A name no shell may read as code, an option or two words.
 const HOSTILE: &str = "-x 'q' \"d\" $(touch PWNED) `touch PWNED` ; *\nline2";
@@ -17,53 +13,7 @@ const HOSTILE: &str = "-x 'q' \"d\" $(touch PWNED) `touch PWNED` ; *\nline2";
 /// Runs `plan` as a job with the variables given and returns its status and its log body
 /// (without the engine's first and last lines), as `LEVEL: text` lines.
 fn run(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::WORKER_STACK_BYTES)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&SqliteConfig::new(dir.path().join("holt.db"))).unwrap();
-        let toml = format!("allow_api = true\nplan = '''\n{plan}\n'''\n");
-        let template = Template::from_toml("t".parse().unwrap(), &toml)
-            .unwrap_or_else(|e| panic!("template does not load: {e}"));
-        let problems = check_plan(&template.plan);
-        assert!(problems.is_empty(), "{problems:?}");
-        let engine = Engine::start(
-            Arc::new(store),
-            TemplateCatalog::new([template]),
-            EngineConfig::default(),
-        )
-        .await
-        .unwrap();
-        let template = engine
-            .templates()
-            .get(&"t".parse().unwrap())
-            .unwrap()
-            .clone();
-        let vars: Variables = vars
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), (*v).to_owned()))
-            .collect();
-        let token = engine
-            .trigger(&template, &vars, None)
-            .await
-            .unwrap()
-            .token();
-        let status = engine
-            .wait(token, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .unwrap();
-        let entries = engine.store().logs(token, 0, 10_000).await.unwrap();
-        let mut body = String::new();
-        for entry in &entries[1..entries.len() - 1] {
-            format_entry(&mut body, entry);
-        }
-        (status, body)
-    })
+    crate::interp::tests::run_body(plan, vars)
 }
 
 fn dir_var(dir: &Path) -> String {

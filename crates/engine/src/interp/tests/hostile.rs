@@ -2,27 +2,10 @@
 
 use super::*;
 
-/// Runs a plan with these variables on runtime threads with the stack holtd gives them (in this
-/// debug build, which needs more stack than a release build); returns the final status and the
-/// log body without the first and last lines. A bound that did not hold would crash the test.
-fn run_modest(plan: &str, vars: &[(&str, &str)]) -> (JobStatus, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::WORKER_STACK_BYTES)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (status, entries) = runtime.block_on(run_entries(plan, vars));
-    let mut body = String::new();
-    for entry in &entries[1..entries.len() - 1] {
-        format_entry(&mut body, entry);
-    }
-    (status, body)
-}
-
 #[track_caller]
 fn check_bound(plan: &str, vars: &[(&str, &str)], expect_body: &str) {
-    let (status, body) = run_modest(plan, vars);
+    // A bound that did not hold would crash the test.
+    let (status, body) = run_body(plan, vars);
     assert_eq!(body, expect_body, "plan:\n{plan}");
     assert_eq!(status, JobStatus::Error, "plan:\n{plan}");
 }
@@ -74,7 +57,7 @@ fn eval_of_text_nested_beyond_the_parser_limit_is_an_error() {
         format!("{}x{}", "$ToUpper(".repeat(100_000), ")".repeat(100_000)),
         "$Eval(".repeat(100_000),
     ] {
-        let (status, body) = run_modest("Log-Information $Eval($x);", &[("x", &text)]);
+        let (status, body) = run_body("Log-Information $Eval($x);", &[("x", &text)]);
         assert_eq!(status, JobStatus::Error);
         assert!(body.starts_with("ERROR: $Eval: "), "{body}");
     }

@@ -1,6 +1,8 @@
 //! The functions that look at the server, the job's working directory, timeouts, bounds and
 //! batches.
 
+use std::time::Duration;
+
 use super::*;
 
 #[test]
