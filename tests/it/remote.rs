@@ -279,16 +279,21 @@ async fn a_crash_leaves_no_ssh_client_of_an_interrupted_job_running() {
     .await;
     let token = holtd.trigger("template=crashed").await;
     let remote = remote_pid(&sshd, "crashed").await;
+    // The operation's client and the job's connection to the server.
     let before = clients(sshd.addr.port());
-    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before.len(), 2, "{before:?}");
     holtd.kill9();
-    assert!(
-        alive(&before[0]),
-        "the client died with holtd; the test proves nothing"
-    );
+    for client in &before {
+        assert!(
+            alive(client),
+            "the client died with holtd; the test proves nothing"
+        );
+    }
     holtd.restart().await;
     assert_eq!(holtd.status(&token, "").await, "Error");
-    gone(&before[0]).await;
+    for client in &before {
+        gone(client).await;
+    }
     // The remote program is beyond reach once holtd is gone; it is ended here by hand.
     let _ = std::process::Command::new("kill")
         .arg(remote.trim())
@@ -315,16 +320,13 @@ async fn a_remote_script_cannot_read_its_own_text() {
     assert_eq!(shown(&log), ["INFO: after"], "{log}");
 }
 
-/// File operations do not run over SSH yet: on an ssh server they fail, naming it, rather than
-/// changing holtd's own host instead.
 #[tokio::test]
-async fn file_operations_on_an_ssh_server_fail_instead_of_running_locally() {
+async fn every_file_operation_runs_on_an_ssh_server() {
     let sshd = Sshd::start();
-    let local = sshd.dir().join("made-here");
-    let plan = format!(
-        "for server s1 {{ Create-File {} (Text: x); }}",
-        local.display()
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (plan, expected) = crate::files::every_operation(d);
+    let plan = format!("for server s1 {{\n{plan}\n}}");
     let holtd = holtd_for(
         &sshd,
         &sshd.known_hosts(),
@@ -332,11 +334,271 @@ async fn file_operations_on_an_ssh_server_fail_instead_of_running_locally() {
     )
     .await;
     let token = holtd.trigger("template=files").await;
+    let status = holtd.wait_terminal(&token, "").await;
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(status, "Succeeded", "{log}");
+    assert!(log.contains(&expected), "{log}");
+    // The functions ran on the server: its environment holds the job's token.
+    assert!(log.contains(&format!("INFO: {token}\n")), "{log}");
+    crate::files::check_every_operation(dir.path());
+}
+
+#[tokio::test]
+async fn transfer_files_moves_files_between_servers_byte_exact() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p);
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("src/a.txt", b"alpha\n".to_vec()),
+        ("src/sub/deep/b.cfg", b"port=1".to_vec()),
+        ("src/-rf ' $(touch PWNED) x", b"odd name".to_vec()),
+        ("src/line\nbreak", b"newline in the name".to_vec()),
+        ("src/big.bin", big),
+        ("src/skip.log", b"not sent".to_vec()),
+    ];
+    for (name, body) in &files {
+        std::fs::create_dir_all(path(name).parent().unwrap()).unwrap();
+        std::fs::write(path(name), body).unwrap();
+    }
+    std::fs::create_dir_all(path("last")).unwrap();
+    std::fs::write(path("last/stale.txt"), "old").unwrap();
+    let d = dir.path().display();
+    let plan = format!(
+        r#"Transfer-Files (FromServer: localhost, FromDirectory: "{d}/src", ToServer: s1, ToDirectory: "{d}/mid", Exclude: "*.log");
+for server s2 {{
+    Transfer-Files (FromServer: s1, FromDirectory: "{d}/mid", ToDirectory: "{d}/last", DeleteTarget: true);
+}}
+Transfer-Files (FromServer: s2, FromDirectory: "{d}/last", ToServer: localhost, ToDirectory: "{d}/back", Include: "sub/**");"#
+    );
+    let holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[("transfer", &template("", &plan))],
+    )
+    .await;
+    let token = holtd.trigger("template=transfer").await;
+    let status = holtd.wait_terminal(&token, "").await;
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(status, "Succeeded", "{log}");
+    assert_eq!(
+        shown(&log),
+        [
+            format!("INFO: Copied 5 files to {d}/mid").as_str(),
+            &format!("INFO: Copied 5 files to {d}/last and deleted 1 from it"),
+            &format!("INFO: Copied 1 file to {d}/back"),
+        ],
+        "{log}"
+    );
+    for (name, body) in &files[..5] {
+        for copy in ["mid", "last"] {
+            let copied = path(&name.replacen("src", copy, 1));
+            assert_eq!(
+                &std::fs::read(&copied).unwrap(),
+                body,
+                "{}",
+                copied.display()
+            );
+        }
+    }
+    assert!(!path("mid/skip.log").exists());
+    assert!(!path("last/stale.txt").exists());
+    assert_eq!(
+        std::fs::read(path("back/sub/deep/b.cfg")).unwrap(),
+        b"port=1"
+    );
+    assert!(!path("back/a.txt").exists());
+    assert!(!path("PWNED").exists() && !path("mid/PWNED").exists());
+}
+
+#[tokio::test]
+async fn transfer_files_names_a_missing_server_and_a_failing_side() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/f"), "x").unwrap();
+    let d = dir.path().display();
+    let holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[
+            (
+                "nosuch",
+                &template(
+                    "",
+                    &format!(r#"Transfer-Files (FromServer: nope, FromDirectory: "{d}/src", ToDirectory: "{d}/x");"#),
+                ),
+            ),
+            (
+                "down",
+                &template(
+                    "",
+                    &format!(r#"Transfer-Files (FromDirectory: "{d}/src", ToServer: down, ToDirectory: "{d}/y");"#),
+                ),
+            ),
+        ],
+    )
+    .await;
+    let token = holtd.trigger("template=nosuch").await;
     assert_eq!(holtd.wait_terminal(&token, "").await, "Error");
     let log = holtd.logs(&token, "").await;
     assert!(
-        log.contains("run only on localhost for now, not on ssh server s1"),
+        log.contains("FromServer: there is no server named \"nope\""),
         "{log}"
     );
-    assert!(!local.exists(), "the file was made on holtd's own host");
+    let token = holtd.trigger("template=down").await;
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Error");
+    let log = holtd.logs(&token, "").await;
+    assert!(
+        log.contains("ERROR: Transfer-Files: cannot run on server down: ssh: connect to host"),
+        "{log}"
+    );
+    assert!(!dir.path().join("y").exists());
+}
+
+/// The established TCP connections to `port` from this machine.
+fn connections_to(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap();
+            u16::from_str_radix(remote_port, 16).ok() == Some(port) && fields[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_job_uses_one_connection_per_server_and_closes_it_at_its_end() {
+    let sshd = Sshd::start();
+    let started = sshd.dir().join("started");
+    let plan = format!(
+        r#"for server s1 {{
+    foreach $i in @Range(1, 20) {{ Exec true; }}
+    SHExec >>echo x;>>;
+    Create-File (Name: "{started}.tmp", Text: x);
+}}
+for server s2 {{ Exec true; }}
+for server s1 {{ Exec sh (Arguments: "-c 'mv {started}.tmp {started}; sleep 300'"); }}"#,
+        started = started.display()
+    );
+    let holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[("many", &template("", &plan))],
+    )
+    .await;
+    let port = sshd.addr.port();
+    let before = connections_to(port);
+    let token = holtd.trigger("template=many").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the job never reached its last step"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One connection for s1, one for s2: 23 operations did not each connect.
+    assert_eq!(connections_to(port) - before, 2);
+    let masters = clients(port)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("ControlMaster=yes"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(masters, 2);
+    let reply = holtd
+        .request("POST", &format!("/api/jobs/cancel?token={token}"), &[], "")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(holtd.wait_terminal(&token, "").await, "Error");
+    // The job's connections end with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !clients(port).is_empty() {
+        assert!(Instant::now() < deadline, "ssh clients outlived their job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn holtd_check_knows_the_servers_roles_and_credentials_of_a_database() {
+    let sshd = Sshd::start();
+    let holtd = holtd_for(
+        &sshd,
+        &sshd.known_hosts(),
+        &[
+            ("good", &template(r#"roles = ["remote"]"#, "Exec true;")),
+            (
+                "lost",
+                &template(
+                    "servers = [\"s1\", \"gone\"]\nenvironments = [\"nowhere\"]",
+                    "Exec true;",
+                ),
+            ),
+        ],
+    )
+    .await;
+    admin(
+        &holtd,
+        "servers/create/orphan",
+        r#"{"serverType":"ssh","hostName":"127.0.0.1","credentialsName":"nobody"}"#,
+    )
+    .await;
+    let run = |templates: &std::path::Path| {
+        std::process::Command::new(holt_tests::holtd_binary())
+            .arg("check")
+            .arg("--templates")
+            .arg(templates)
+            .arg("--credentials")
+            .arg(sshd.dir().join("holt-credentials.toml"))
+            .arg("--db")
+            .arg(holtd.db())
+            .output()
+            .unwrap()
+    };
+    let output = run(&holtd.dir().join("templates"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let db = holtd.db();
+    let db = db.display();
+    let problems: Vec<&str> = stderr.lines().filter(|l| !l.contains(" INFO ")).collect();
+    assert_eq!(
+        problems,
+        [
+            format!("{db}: template lost: there is no server named gone").as_str(),
+            &format!("{db}: template lost: there is no environment named nowhere"),
+            &format!("{db}: server orphan: the credentials file has no entry named nobody"),
+        ],
+        "{stderr}"
+    );
+
+    // Without the broken template and server, the same check passes and says what it knows.
+    std::fs::remove_file(holtd.dir().join("templates/lost.toml")).unwrap();
+    let reply = holtd
+        .request(
+            "POST",
+            "/api/infrastructure/servers/delete/orphan",
+            &[("x-apikey", ADMIN)],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let output = run(&holtd.dir().join("templates"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        // The built-in localhost counts.
+        stdout.contains(&format!("{db}: 5 servers, 1 roles, 0 environments OK")),
+        "{stdout}"
+    );
 }

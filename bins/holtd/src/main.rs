@@ -41,6 +41,10 @@ enum Command {
         /// A credentials file to validate too.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// A database whose inventory the templates' targets and the servers' credentials are
+        /// checked against.
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
 }
 
@@ -181,7 +185,8 @@ fn main() -> ExitCode {
         Some(Command::Check {
             templates,
             credentials,
-        }) => check(&templates, credentials.as_deref()),
+            db,
+        }) => check(&templates, credentials.as_deref(), db.as_deref()),
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .thread_stack_size(holt_engine::WORKER_STACK_BYTES)
@@ -209,20 +214,59 @@ fn load_templates(dir: &Path) -> Result<TemplateCatalog, LoadError> {
     templates::load_dir(dir, holt_engine::check_template)
 }
 
-fn check(dir: &Path, credentials: Option<&Path>) -> ExitCode {
+fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode {
     let mut ok = true;
-    match load_templates(dir) {
-        Ok(catalog) => println!("{}: {} templates OK", dir.display(), catalog.len()),
+    let catalog = match load_templates(dir) {
+        Ok(catalog) => {
+            println!("{}: {} templates OK", dir.display(), catalog.len());
+            Some(catalog)
+        }
         Err(e) => {
             eprintln!("{e}");
             ok = false;
+            None
         }
-    }
-    if let Some(path) = credentials {
-        match holt_storage::credentials::load_file(path) {
-            Ok(entries) => println!("{}: {} credentials OK", path.display(), entries.len()),
+    };
+    let credentials = match credentials {
+        Some(path) => match holt_storage::credentials::load_file(path) {
+            Ok(entries) => {
+                println!("{}: {} credentials OK", path.display(), entries.len());
+                Some(entries)
+            }
             Err(e) => {
                 eprintln!("{e}");
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(db) = db {
+        match read_inventory(db) {
+            Ok(inventory) => {
+                let targets = catalog
+                    .iter()
+                    .flat_map(|c| c.iter())
+                    .map(|t| (t.name.as_str(), &t.targets));
+                let problems =
+                    holt_domain::infra_problems(&inventory, targets, credentials.as_ref());
+                for problem in &problems {
+                    eprintln!("{}: {problem}", db.display());
+                }
+                if problems.is_empty() {
+                    println!(
+                        "{}: {} servers, {} roles, {} environments OK",
+                        db.display(),
+                        inventory.servers().count(),
+                        inventory.roles().count(),
+                        inventory.environments().count()
+                    );
+                } else {
+                    ok = false;
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", db.display());
                 ok = false;
             }
         }
@@ -232,6 +276,22 @@ fn check(dir: &Path, credentials: Option<&Path>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The inventory of an existing database (brought to this build's schema, as a start would).
+fn read_inventory(db: &Path) -> Result<holt_domain::Inventory, String> {
+    use holt_storage::JobStore;
+    if !db.is_file() {
+        return Err("no such database".to_owned());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let store = SqliteStore::open(&SqliteConfig::new(db)).map_err(|e| e.to_string())?;
+        store.inventory().await.map_err(|e| e.to_string())
+    })
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {

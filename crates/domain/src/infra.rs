@@ -778,3 +778,5 @@ fn exists(kind: InfraKind, name: &InfraName) -> InfraError {
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) mod check;

@@ -19,6 +19,7 @@ mod vars;
 
 pub use credentials::{Credential, Credentials};
 pub use error::DomainError;
+pub use infra::check::problems as infra_problems;
 pub use infra::{
     DEFAULT_SSH_PORT, Environment, EnvironmentPatch, InfraChange, InfraError, InfraKind, InfraName,
     InfraVariables, Inventory, LOCALHOST, Role, RolePatch, Server, ServerPatch, ServerType,

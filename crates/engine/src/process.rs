@@ -110,6 +110,10 @@ fn reap_adopted() {
     }
 }
 
+mod capture;
+
+pub(crate) use capture::{Captured, capture, capture_marked, pipe};
+
 /// Output lines in arrival order; the channel closes once both streams are at their end.
 pub(crate) type Lines = mpsc::Receiver<(Stream, Vec<String>)>;
 
@@ -139,6 +143,31 @@ pub(crate) fn start_with_input(
             let _ = stdin.shutdown().await;
         });
     }
+    Ok(watch_output(spec, child, id, grace))
+}
+
+/// [`start`], with the program's standard input left open as a pipe the caller holds: the
+/// program sees its input end when the caller drops it.
+pub(crate) fn start_held(
+    spec: &ProcessSpec,
+    grace: Duration,
+) -> std::io::Result<(Running, Lines, tokio::process::ChildStdin)> {
+    let (mut child, id) = spawn_tracked(spec, Stdio::piped())?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("the program's input was not piped"))?;
+    let (running, lines) = watch_output(spec, child, id, grace);
+    Ok((running, lines, stdin))
+}
+
+/// Reads a started program's output into [`Lines`].
+fn watch_output(
+    spec: &ProcessSpec,
+    mut child: tokio::process::Child,
+    id: u32,
+    grace: Duration,
+) -> (Running, Lines) {
     // Few batches in flight: each can hold a read's worth of short lines, and a program that
     // writes faster than the log takes must wait rather than fill memory.
     let (tx, lines) = mpsc::channel(4);
@@ -153,14 +182,14 @@ pub(crate) fn start_with_input(
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(read_lines(stderr, Stream::Stderr, spec.max_line_bytes, tx));
     }
-    Ok((
+    (
         Running {
             child,
             pgid: Pid::from_raw(id as i32),
             grace,
         },
         lines,
-    ))
+    )
 }
 
 /// Spawns a program in a new process group with its output piped, and tracks its leader.
@@ -191,101 +220,6 @@ fn spawn_tracked(
     let started = stat(id).map_or(0, |stat| stat.start);
     tracked.get_or_insert_default().insert(id, started);
     Ok((child, id))
-}
-
-/// What a captured run gave back.
-#[derive(Debug)]
-pub(crate) struct Captured {
-    pub(crate) ended: Ended,
-    /// Standard output, byte for byte.
-    pub(crate) stdout: Vec<u8>,
-    /// Standard error, byte for byte.
-    pub(crate) stderr: Vec<u8>,
-    /// Whether either stream went beyond the cap; what came beyond it was read and dropped.
-    pub(crate) overflowed: bool,
-}
-
-/// Runs a program to its end with `stdin` fed to it and both output streams captured whole, up
-/// to `cap` bytes each; cancellation ends its process group as [`Running::wait`] does.
-pub(crate) async fn capture(
-    spec: &ProcessSpec,
-    stdin: Option<Vec<u8>>,
-    cap: usize,
-    cancel: &CancellationToken,
-    grace: Duration,
-) -> std::io::Result<Captured> {
-    use tokio::io::AsyncWriteExt;
-    let (mut child, id) = spawn_tracked(spec, Stdio::piped())?;
-    // The input is written from its own task, so a program that writes much before it reads
-    // cannot deadlock against us; a program that exits without reading it all is no error.
-    if let Some(mut pipe) = child.stdin.take() {
-        let input = stdin.unwrap_or_default();
-        tokio::spawn(async move {
-            let _ = pipe.write_all(&input).await;
-        });
-    }
-    let stdout = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(read_capped(s, cap)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(read_capped(s, cap)));
-    let mut running = Running {
-        child,
-        pgid: Pid::from_raw(id as i32),
-        grace,
-    };
-    let ended = running.wait(cancel, grace).await?;
-    // A process that left the group may still hold a pipe open: what has not arrived a moment
-    // after the group is gone is not waited for.
-    let drain = tokio::time::Instant::now() + CAPTURE_DRAIN;
-    let (stdout, over_out) = collect(stdout, drain).await;
-    let (stderr, over_err) = collect(stderr, drain).await;
-    let overflowed = over_out || over_err;
-    Ok(Captured {
-        ended,
-        stdout,
-        stderr,
-        overflowed,
-    })
-}
-
-/// How long a captured stream may go on once its program's group is gone.
-const CAPTURE_DRAIN: Duration = Duration::from_secs(2);
-
-async fn collect(
-    task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>,
-    deadline: tokio::time::Instant,
-) -> (Vec<u8>, bool) {
-    match task {
-        Some(task) => tokio::time::timeout_at(deadline, task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
-        None => (Vec::new(), false),
-    }
-}
-
-/// Reads a stream to its end, keeping its first `cap` bytes and whether there were more.
-async fn read_capped(mut stream: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut over = false;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let room = cap.saturating_sub(kept.len());
-        if n > room {
-            over = true;
-        }
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
-    (kept, over)
 }
 
 impl Running {

@@ -2,10 +2,12 @@
 //! remote command that runs a program in a process group of its own, and the commands that end
 //! that group or close the job's connection.
 //!
-//! Each operation is one connection of its own (`ControlMaster=no`): a shared master would be a
-//! background process outliving the operation's process group, which holtd ends whole. Host
-//! keys are always
-//! checked (`StrictHostKeyChecking=yes`) and the client never prompts (`BatchMode=yes`).
+//! A job reaches each server over one connection: a master client ([`master`]) started on the
+//! job's first operation there, in a process group of its own so that ending an operation's
+//! group leaves it be, and closed when the job's run ends. Each operation is a client of that
+//! master (`ControlPath`); should the master be gone, the client connects on its own. Host keys
+//! are always checked (`StrictHostKeyChecking=yes`) and the client never prompts
+//! (`BatchMode=yes`).
 //! Nothing a job's variables hold reaches the client's own options: the host, port and user come
 //! from the inventory and the credentials file, both checked when loaded; values reach the
 //! remote side only quoted as single words of the remote command, or on standard input.
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use holt_domain::{Credentials, Server, ServerType};
+
+pub(crate) mod master;
 
 /// The program the OpenSSH client is started as.
 pub(crate) const SSH: &str = "ssh";
@@ -33,6 +37,8 @@ pub(crate) struct SshTarget {
     key: PathBuf,
     known_hosts: Option<PathBuf>,
     connect_timeout: Duration,
+    /// The socket of the job's master connection to the server, once there is one.
+    control: Option<PathBuf>,
 }
 
 impl SshTarget {
@@ -67,6 +73,7 @@ impl SshTarget {
             key: credential.private_key_file.clone(),
             known_hosts: known_hosts.map(Path::to_path_buf),
             connect_timeout,
+            control: None,
         })
     }
 
@@ -89,8 +96,6 @@ impl SshTarget {
         ));
         option("IdentitiesOnly=yes".into());
         option(format!("IdentityFile={}", self.key.display()));
-        option("ControlMaster=no".into());
-        option("ControlPath=none".into());
         option("ServerAliveInterval=15".into());
         option("LogLevel=ERROR".into());
         args.extend([
@@ -110,9 +115,46 @@ impl SshTarget {
 
     /// The client's arguments to run `remote` (one command line for the remote shell).
     pub(crate) fn run(&self, remote: &str) -> Vec<String> {
-        let mut args = self.options();
+        let control = match &self.control {
+            Some(path) => format!("ControlPath={}", path.display()),
+            None => "ControlPath=none".to_owned(),
+        };
+        let mut args = vec![
+            "-o".to_owned(),
+            "ControlMaster=no".to_owned(),
+            "-o".to_owned(),
+            control,
+        ];
+        args.extend(self.options());
         args.extend(["--".to_owned(), self.host.clone(), remote.to_owned()]);
         args
+    }
+
+    /// This target, reached through the master connection listening at `socket`.
+    pub(crate) fn through(mut self, socket: PathBuf) -> SshTarget {
+        self.control = Some(socket);
+        self
+    }
+
+    /// The arguments of a master client listening at `socket`: no remote command, and a local
+    /// line ([`master::READY`]) on standard output once it is connected and listening.
+    fn master(&self, socket: &Path) -> Vec<String> {
+        let mut own = vec![
+            "-o".to_owned(),
+            "ControlMaster=yes".to_owned(),
+            "-o".to_owned(),
+            format!("ControlPath={}", socket.display()),
+            "-o".to_owned(),
+            "ControlPersist=no".to_owned(),
+            "-o".to_owned(),
+            "PermitLocalCommand=yes".to_owned(),
+            "-o".to_owned(),
+            format!("LocalCommand=echo {}", master::READY),
+            "-N".to_owned(),
+        ];
+        own.extend(self.options());
+        own.extend(["--".to_owned(), self.host.clone()]);
+        own
     }
 }
 

@@ -17,8 +17,9 @@
 //! script prints (`find DIR -print0`), so it is the same wherever the files are.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use holt_domain::LogLevel;
+use holt_domain::{LogLevel, Server};
 use holt_plan::{
     ArgValue, DirectiveKind, Else, Expr, FnCall, If, Operation, Part, Predicate, Sigil, Statement,
     StatementKind, VarRef,
@@ -33,6 +34,10 @@ use super::{Ctx, Flow, Signal};
 /// The most paths one script is handed at once. Paths travel in the environment, which the
 /// system bounds (a few MiB in all), so long lists go in several scripts.
 const PATHS_PER_SCRIPT: usize = 256;
+
+/// The most bytes of paths one script is handed at once (beyond a single item's), so that a
+/// script sent to an `ssh` server stays within what one remote command may carry.
+const BYTES_PER_SCRIPT: usize = 48 * 1024;
 
 /// Why a file operation failed: the line it logs, an evaluation error (which may be an
 /// exceeded bound, ending the job), or a signal that ends it.
@@ -382,7 +387,7 @@ impl Ctx {
         items: &[(String, String)],
     ) -> Done {
         let script = format!("{LOOP_HEAD}{body}{LOOP_TAIL}");
-        for batch in items.chunks(PATHS_PER_SCRIPT) {
+        for batch in batches(items) {
             let mut vars = extra.to_vec();
             vars.push(env("HOLT_N", &batch.len().to_string()));
             for (i, (src, dst)) in batch.iter().enumerate() {
@@ -396,12 +401,35 @@ impl Ctx {
     }
 }
 
+/// `items` in batches of at most [`PATHS_PER_SCRIPT`] items and about [`BYTES_PER_SCRIPT`]
+/// bytes of paths (an item longer than that is a batch of its own).
+fn batches(items: &[(String, String)]) -> Vec<&[(String, String)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (src, dst)) in items.iter().enumerate() {
+        // The destination is sent twice: as itself and as its directory.
+        let size = src.len() + 2 * dst.len();
+        if i > start && (i - start == PATHS_PER_SCRIPT || bytes + size > BYTES_PER_SCRIPT) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 fn env(name: &str, value: &str) -> (String, String) {
     (name.to_owned(), value.to_owned())
 }
 
 mod functions;
 mod ops;
+mod transfer;
+
+use transfer::server_name;
 
 pub(super) use functions::{HostValues, is_host_function, is_host_variable};
 

@@ -2,9 +2,11 @@
 //! with every value passed as an environment variable or on standard input and never spliced
 //! into the script's text, and its output captured whole (up to [`MAX_CAPTURE_BYTES`]).
 //!
-//! The server in context is this machine today, where the script runs as `/bin/sh -c`. Because
-//! the operations only ever ask for a script to be run, they run unchanged wherever the script
-//! can be sent.
+//! On `localhost` the script runs as `/bin/sh -c` with the values in its environment. On an
+//! `ssh` server ([`Ctx::capture_remote`]) it runs as `/bin/sh -c` there too, through the job's
+//! connection to the server, its values assigned at its top, each single-quoted whole; its
+//! input travels on the connection. Because the operations only ever ask for a script to be
+//! run, they run unchanged on either.
 //!
 //! Every script starts in the job's working directory,
 //! `${TMPDIR:-/tmp}/holt-jobs/<store instance>-<job token>` on the server, made on first use; a
@@ -12,9 +14,17 @@
 //! are numbered per store, so the store's instance id keeps two holtd (or two test stores) from
 //! sharing a directory.
 
+use std::sync::Arc;
+
+use holt_domain::{Server, ServerType};
+
 use super::Ctx;
 use super::error::InterpError;
 use crate::process::{self, Ended, ProcessSpec};
+
+mod remote;
+
+pub(super) use remote::unmark;
 
 /// The most bytes kept of a script's standard output, and of its error output. A file read
 /// through a script (`$FileContents`, `Replace-Text`) is bounded by it as well.
@@ -61,6 +71,50 @@ pub(crate) enum HostError {
 }
 
 impl Ctx {
+    /// The job's marks, as every process of the job carries them (so the orphan sweep knows a
+    /// script's processes; the job token also names the working directory), then `env`.
+    fn script_env(&self, env: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut all = vec![
+            (
+                process::INSTANCE_ENV.to_owned(),
+                self.shared.instance.clone(),
+            ),
+            (process::TOKEN_ENV.to_owned(), self.shared.token.to_string()),
+        ];
+        all.extend(env);
+        all
+    }
+
+    /// How to run `text` with `/bin/sh -c` on holtd's host, with `env` in its environment.
+    fn local_script(&self, text: String, env: Vec<(String, String)>) -> ProcessSpec {
+        ProcessSpec {
+            program: "/bin/sh".to_owned(),
+            args: vec!["-c".to_owned(), text],
+            working_directory: None,
+            env,
+            max_line_bytes: self.shared.log.keep_bytes(),
+        }
+    }
+
+    /// How to run `script` (after the prelude) on `server`, for a caller that wires the
+    /// program's input and output itself; whether it runs over SSH (its error output then
+    /// starts with the remote wrapper's line, see [`remote::unmark`]).
+    pub(crate) async fn script_on(
+        &mut self,
+        server: &Arc<Server>,
+        script: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<(ProcessSpec, bool), HostError> {
+        let all_env = self.script_env(env);
+        let text = format!("{PRELUDE}{script}");
+        if server.server_type == ServerType::Ssh {
+            let (_, spec) = self.remote_script(server, &text, all_env).await?;
+            Ok((spec, true))
+        } else {
+            Ok((self.local_script(text, all_env), false))
+        }
+    }
+
     /// Runs `script` with `/bin/sh` on the server in context, in the job's working directory,
     /// with `env` added to its environment and `stdin` as its input, and captures its output.
     /// A non-zero exit is not an error here: the caller reads [`Output::code`].
@@ -70,42 +124,23 @@ impl Ctx {
         env: Vec<(String, String)>,
         stdin: Option<Vec<u8>>,
     ) -> Result<Output, HostError> {
-        // Running here what was meant for another machine would change the wrong server.
-        if let Some(server) = self.remote_server() {
-            return Err(HostError::Failed(
-                format!(
-                    "file operations and the functions that look at a server run only on localhost for now, not on ssh server {}",
-                    server.name
+        let all_env = self.script_env(env);
+        let text = format!("{PRELUDE}{script}");
+        let captured = match self.remote_server().cloned() {
+            Some(server) => self.capture_remote(&server, &text, all_env, stdin).await?,
+            None => {
+                let spec = self.local_script(text, all_env);
+                process::capture(
+                    &spec,
+                    stdin,
+                    MAX_CAPTURE_BYTES,
+                    &self.cancel,
+                    self.shared.kill_grace,
                 )
-                .into(),
-            ));
-        }
-        // The job's marks, as every process of the job carries them, so the orphan sweep knows
-        // the script's processes; the job token also names the working directory.
-        let mut all_env = vec![
-            (
-                process::INSTANCE_ENV.to_owned(),
-                self.shared.instance.clone(),
-            ),
-            (process::TOKEN_ENV.to_owned(), self.shared.token.to_string()),
-        ];
-        all_env.extend(env);
-        let spec = ProcessSpec {
-            program: "/bin/sh".to_owned(),
-            args: vec!["-c".to_owned(), format!("{PRELUDE}{script}")],
-            working_directory: None,
-            env: all_env,
-            max_line_bytes: self.shared.log.keep_bytes(),
+                .await
+                .map_err(|e| HostError::Failed(format!("cannot run /bin/sh: {e}").into()))?
+            }
         };
-        let captured = process::capture(
-            &spec,
-            stdin,
-            MAX_CAPTURE_BYTES,
-            &self.cancel,
-            self.shared.kill_grace,
-        )
-        .await
-        .map_err(|e| HostError::Failed(format!("cannot run /bin/sh: {e}").into()))?;
         let status = match captured.ended {
             Ended::Stopped => return Err(HostError::Stopped),
             Ended::Exited(status) => status,

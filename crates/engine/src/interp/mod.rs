@@ -157,6 +157,7 @@ pub(crate) async fn run(
             async_blocks: AtomicUsize::new(0),
             inventory: infra.inventory.clone(),
             infra,
+            connections: Default::default(),
         }),
         env: Env {
             frames: vec![HashMap::new()],
@@ -175,6 +176,7 @@ pub(crate) async fn run(
     let flow = ctx.statements(&plan.body).await;
     // The end of a plan awaits everything still running.
     let flow = flow.and(ctx.await_tasks(None).await);
+    ctx.shared.connections.close().await;
     match flow {
         Ok(()) | Err(Signal::Return | Signal::Break | Signal::Continue) => Ok(ctx.state),
         Err(Signal::Raise { .. } | Signal::Fail | Signal::Stopped) => Ok(ExecState::Failing),
@@ -203,6 +205,8 @@ struct Shared {
     inventory: Arc<Inventory>,
     /// How to reach the job's `ssh` servers.
     infra: Infra,
+    /// The run's connections to its `ssh` servers, closed when it ends.
+    connections: crate::ssh::master::Connections,
 }
 
 impl Shared {

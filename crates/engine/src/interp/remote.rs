@@ -43,6 +43,18 @@ impl Ctx {
             Ok(target) => target,
             Err(message) => return self.raise(message).await,
         };
+        let grace = self.shared.kill_grace;
+        let connecting = self
+            .shared
+            .connections
+            .connect(target, self.process_env(), grace);
+        let target = tokio::select! {
+            connected = connecting => match connected {
+                Ok(target) => target,
+                Err(message) => return self.fail_operation(before, &message).await,
+            },
+            () = self.cancel.cancelled() => return Err(Signal::Stopped),
+        };
         let spec = ProcessSpec {
             program: ssh::SSH.to_owned(),
             args: target.run(&ssh::remote_exec(argv)),
@@ -52,7 +64,6 @@ impl Ctx {
             env: self.process_env(),
             max_line_bytes: self.shared.log.keep_bytes(),
         };
-        let grace = self.shared.kill_grace;
         let (mut running, mut lines) =
             match process::start_with_input(&spec, grace, input.map(String::into_bytes)) {
                 Ok(started) => started,
@@ -157,7 +168,7 @@ impl Ctx {
 /// Ends the remote process group of a stopped operation: SIGTERM, then SIGKILL should the
 /// client still be connected after `grace`, then the local client. Returns early once `done`
 /// says the client has ended.
-async fn end_remote(
+pub(super) async fn end_remote(
     target: SshTarget,
     pgid: Option<u32>,
     grace: Duration,

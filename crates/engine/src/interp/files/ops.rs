@@ -280,19 +280,20 @@ fi
     /// `Transfer-Files Include, Exclude, FromDirectory, ToDirectory, DeleteTarget` (which
     /// overwrites, and can delete what the target holds beyond the source's selection).
     pub(super) async fn copy_files(&mut self, op: &Operation, transfer: bool) -> Done {
-        if transfer {
-            for server in ["FromServer", "ToServer"] {
-                let other = self
-                    .text_arg(op, server, false)?
-                    .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("localhost"));
-                if let Some(s) = other {
-                    return Err(format!(
-                        "{server} \"{s}\": transferring files to or from another server is not yet supported"
-                    )
-                    .into());
-                }
-            }
-        }
+        // Transfer-Files reads on `FromServer` and writes on `ToServer`, each the server in
+        // context when not named; Copy-Files works on the server in context alone.
+        let here = self.place.server.clone();
+        let (source, target) = if transfer {
+            (
+                self.server_arg(op, "FromServer")?,
+                self.server_arg(op, "ToServer")?,
+            )
+        } else {
+            (None, None)
+        };
+        let source = source.or_else(|| here.clone());
+        let target = target.or_else(|| here.clone());
+        let same = server_name(&source).eq_ignore_ascii_case(server_name(&target));
         let (from_arg, to_arg) = if transfer {
             ("FromDirectory", "ToDirectory")
         } else {
@@ -311,7 +312,10 @@ fi
         let overwrite = transfer || self.flag(op, "Overwrite", false)?;
         let delete_target = transfer && self.flag(op, "DeleteTarget", false)?;
         let verbose = self.flag(op, "Verbose", false)?;
-        let listing = self.list(&from).await?;
+        self.place.server = source.clone();
+        let listing = self.list(&from).await;
+        self.place.server = here.clone();
+        let listing = listing?;
         let chosen: Vec<&String> = listing
             .files
             .iter()
@@ -329,11 +333,59 @@ fi
             .filter(|d| selection.selects(d))
             .map(|d| (format!("{dst_root}/{d}"), format!("{dst_root}/{d}/.")))
             .collect();
+        // Everything from here on is done on the target server.
+        self.place.server = target.clone();
+        let done = self
+            .copy_to_target(
+                &items,
+                &dirs,
+                &chosen,
+                &from,
+                &to,
+                source,
+                same,
+                overwrite,
+                verbose,
+                delete_target,
+            )
+            .await;
+        self.place.server = here;
+        done
+    }
+
+    /// The server named by a `FromServer` or `ToServer` argument, if one is named.
+    fn server_arg(&self, op: &Operation, name: &str) -> Result<Option<Arc<Server>>, Fail> {
+        match self.text_arg(op, name, false)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => match self.shared.inventory.server(s.trim()) {
+                Some(server) => Ok(Some(Arc::new(server.clone()))),
+                None => Err(format!("{name}: there is no server named \"{s}\"").into()),
+            },
+        }
+    }
+
+    /// The second half of Copy-Files and Transfer-Files, on the target server (in context).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_to_target(
+        &mut self,
+        items: &[(String, String)],
+        dirs: &[(String, String)],
+        chosen: &[&String],
+        from: &str,
+        to: &str,
+        source: Option<Arc<Server>>,
+        same: bool,
+        overwrite: bool,
+        verbose: bool,
+        delete_target: bool,
+    ) -> Done {
+        let dst_root = to.trim_end_matches('/').to_owned();
         self.each(
             r#"mkdir -p -- "$src" || exit 1
 "#,
             &[],
-            &dirs,
+            dirs,
         )
         .await?;
         const COPY: &str = r#"if [ -e "$dst" ] || [ -L "$dst" ]; then
@@ -345,23 +397,27 @@ fi
 mkdir -p -- "$dir" || exit 1
 cp "$src" "$dst" || exit 1
 "#;
-        self.each(
-            COPY,
-            &[env(
-                "HOLT_OVERWRITE",
-                if overwrite { "true" } else { "false" },
-            )],
-            &items,
-        )
-        .await?;
+        if same {
+            self.each(
+                COPY,
+                &[env(
+                    "HOLT_OVERWRITE",
+                    if overwrite { "true" } else { "false" },
+                )],
+                items,
+            )
+            .await?;
+        } else if !chosen.is_empty() {
+            self.stream_files(source, from, to, chosen).await?;
+        }
         if verbose {
-            for f in &chosen {
+            for f in chosen {
                 self.log(LogLevel::Debug, &format!("Copied {f}")).await?;
             }
         }
         let mut deleted = 0;
         if delete_target {
-            let target = self.list(&to).await?;
+            let target = self.list(to).await?;
             let copied: std::collections::HashSet<&str> =
                 chosen.iter().map(|f| f.as_str()).collect();
             let stale: Vec<(String, String)> = target
@@ -383,7 +439,7 @@ cp "$src" "$dst" || exit 1
             "Copied {} file{} to {}",
             chosen.len(),
             if chosen.len() == 1 { "" } else { "s" },
-            to.strip_prefix("./").unwrap_or(&to)
+            to.strip_prefix("./").unwrap_or(to)
         );
         if delete_target {
             line.push_str(&format!(" and deleted {deleted} from it"));

@@ -304,7 +304,7 @@ fn copy_files_copies_the_selection_and_refuses_to_overwrite() {
 }
 
 #[test]
-fn transfer_files_mirrors_and_refuses_other_servers() {
+fn transfer_files_mirrors_and_names_an_unknown_server() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path());
     let out = tempfile::tempdir().unwrap();
@@ -327,7 +327,7 @@ fn transfer_files_mirrors_and_refuses_other_servers() {
     assert_eq!(status, JobStatus::Error);
     assert_eq!(
         body,
-        "ERROR: Transfer-Files: ToServer \"web1\": transferring files to or from another server is not yet supported\n"
+        "ERROR: Transfer-Files: ToServer: there is no server named \"web1\"\n"
     );
 }
 
@@ -394,3 +394,17 @@ Replace-Text (Directory: $D, Include: "**.cfg", Exclude: "sub/**", SearchText: "
 }
 
 mod functions;
+
+#[test]
+fn batches_are_bounded_by_count_and_bytes() {
+    let item = |n: usize| ("s".repeat(n), "d".repeat(n));
+    let small: Vec<_> = (0..600).map(|_| item(10)).collect();
+    let sizes: Vec<usize> = super::batches(&small).iter().map(|b| b.len()).collect();
+    assert_eq!(sizes, [256, 256, 88]);
+    let big: Vec<_> = (0..10).map(|_| item(8 * 1024)).collect();
+    let sizes: Vec<usize> = super::batches(&big).iter().map(|b| b.len()).collect();
+    assert_eq!(sizes, [2, 2, 2, 2, 2]);
+    let huge = vec![item(100 * 1024)];
+    assert_eq!(super::batches(&huge).len(), 1);
+    assert!(super::batches(&[]).is_empty());
+}
