@@ -59,6 +59,32 @@ impl Client {
     }
 }
 
+/// Sends one `POST path` with a JSON `body` and `headers` on a connection of its own, and
+/// returns the status code and the whole answer.
+pub(crate) async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, Bytes), BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = Request::post(path)
+        .header(HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Full::new(Bytes::from(body.to_owned())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
 /// How a load run is bounded and what it keeps.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Load {

@@ -46,6 +46,8 @@ pub(crate) struct Sizes {
     pub(crate) t6_jobs: u64,
     /// Starts timed in T6 (the median is reported).
     pub(crate) starts: usize,
+    /// `Exec true` operations of each job of the SSH figure.
+    pub(crate) ssh_ops: u64,
     /// Lines the T7 job prints, one every 20 ms.
     pub(crate) t7_lines: u64,
     /// The longest any wait for holtd may take before the figure is given up.
@@ -68,6 +70,7 @@ impl Sizes {
             t6_jobs: 1_000_000,
             starts: 5,
             t7_lines: 1_000,
+            ssh_ops: 500,
             patience: Duration::from_secs(600),
         }
     }
@@ -84,6 +87,7 @@ impl Sizes {
             t5_window: Duration::from_secs(2),
             t6_jobs: 100_000,
             t7_lines: 150,
+            ssh_ops: 50,
             patience: Duration::from_secs(120),
             ..Sizes::full()
         }

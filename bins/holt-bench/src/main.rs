@@ -17,6 +17,7 @@ mod client;
 mod figures;
 mod holtd;
 mod report;
+mod ssh;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ struct Cli {
     /// measured; the numbers are not comparable with a full run.
     #[arg(long)]
     quick: bool,
-    /// Only these figures, comma-separated: H, S, L, idle, T1, T2, T3, T4, T5, T6, T7. The
+    /// Only these figures, comma-separated: H, S, L, idle, T1, T2, T3, T4, T5, T6, T7, SSH. The
     /// baselines they are compared with are measured too.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -51,8 +52,8 @@ struct Cli {
 }
 
 /// Every figure, in the order measured.
-const FIGURES: [&str; 11] = [
-    "H", "S", "L", "IDLE", "T1", "T2", "T3", "T4", "T5", "T6", "T7",
+const FIGURES: [&str; 12] = [
+    "H", "S", "L", "IDLE", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "SSH",
 ];
 
 /// The baselines each figure is compared with.
@@ -169,7 +170,8 @@ async fn run(cli: Cli, chosen: BTreeSet<&'static str>) -> Result<bool, BoxError>
             "T4" => figures::t4(&bench, &mut report).await,
             "T5" => figures::t5(&bench, &mut report).await,
             "T6" => figures::t6(&bench, &mut report).await,
-            _ => figures::t7(&bench, &mut report).await,
+            "T7" => figures::t7(&bench, &mut report).await,
+            _ => ssh::ssh(&bench, &mut report).await,
         };
         // Each figure's files are deleted by now; flushing what is left of them to disk keeps
         // their write-back from slowing the next figure's fsyncs.
