@@ -602,3 +602,40 @@ async fn holtd_check_knows_the_servers_roles_and_credentials_of_a_database() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn relative_paths_resolve_under_the_servers_temp_path() {
+    let sshd = Sshd::start();
+    let temp = tempfile::tempdir().unwrap();
+    let plan =
+        "for server s1 { Create-File made.txt (Text: here); }\nCreate-File made.txt (Text: local);";
+    let holtd = holtd_for(&sshd, &sshd.known_hosts(), &[("rel", &template("", plan))]).await;
+    admin(
+        &holtd,
+        "servers/update/s1",
+        &format!(r#"{{"tempPath":"{}"}}"#, temp.path().display()),
+    )
+    .await;
+    let token = holtd.trigger("template=rel").await;
+    let status = holtd.wait_terminal(&token, "").await;
+    let log = holtd.logs(&token, "").await;
+    assert_eq!(status, "Succeeded", "{log}");
+    let jobs: Vec<_> = std::fs::read_dir(temp.path().join("holt-jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(
+        jobs[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("-{token}")),
+        "{jobs:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(jobs[0].join("made.txt")).unwrap(),
+        "here"
+    );
+}

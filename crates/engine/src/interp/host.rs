@@ -9,7 +9,8 @@
 //! run, they run unchanged on either.
 //!
 //! Every script starts in the job's working directory,
-//! `${TMPDIR:-/tmp}/holt-jobs/<store instance>-<job token>` on the server, made on first use; a
+//! `<temp>/holt-jobs/<store instance>-<job token>` on the server, made on first use, where
+//! `<temp>` is the server's `tempPath`, or else `${TMPDIR:-/tmp}` there; a
 //! relative path given to a file operation is therefore resolved against it there. Job tokens
 //! are numbered per store, so the store's instance id keeps two holtd (or two test stores) from
 //! sharing a directory.
@@ -30,10 +31,13 @@ pub(super) use remote::unmark;
 /// through a script (`$FileContents`, `Replace-Text`) is bounded by it as well.
 pub(crate) const MAX_CAPTURE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The variable that carries the server's `tempPath` to the prelude.
+const TEMP_PATH_ENV: &str = "HOLT_TEMP_PATH";
+
 /// What every script runs first: it enters the job's working directory, making it if needed.
 /// The directories it makes are its owner's alone (the umask is changed for the `mkdir` only,
 /// so the files the job writes get their usual modes).
-const PRELUDE: &str = r#"holt_wd="${TMPDIR:-/tmp}/holt-jobs/$HOLT_INSTANCE-$HOLT_JOB_TOKEN"
+const PRELUDE: &str = r#"holt_wd="${HOLT_TEMP_PATH:-${TMPDIR:-/tmp}}/holt-jobs/$HOLT_INSTANCE-$HOLT_JOB_TOKEN"
 if ! (umask 077 && mkdir -p -- "$holt_wd") || ! cd -- "$holt_wd"; then
   echo "cannot enter the job's working directory $holt_wd" >&2; exit 1
 fi
@@ -73,7 +77,12 @@ pub(crate) enum HostError {
 impl Ctx {
     /// The job's marks, as every process of the job carries them (so the orphan sweep knows a
     /// script's processes; the job token also names the working directory), then `env`.
-    fn script_env(&self, env: Vec<(String, String)>) -> Vec<(String, String)> {
+    /// With the `tempPath` of `server` (the script's server), when it has one.
+    fn script_env(
+        &self,
+        server: Option<&Server>,
+        env: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
         let mut all = vec![
             (
                 process::INSTANCE_ENV.to_owned(),
@@ -81,6 +90,11 @@ impl Ctx {
             ),
             (process::TOKEN_ENV.to_owned(), self.shared.token.to_string()),
         ];
+        if let Some(temp) = server.and_then(|s| s.temp_path.as_deref())
+            && !temp.is_empty()
+        {
+            all.push((TEMP_PATH_ENV.to_owned(), temp.to_owned()));
+        }
         all.extend(env);
         all
     }
@@ -105,7 +119,7 @@ impl Ctx {
         script: &str,
         env: Vec<(String, String)>,
     ) -> Result<(ProcessSpec, bool), HostError> {
-        let all_env = self.script_env(env);
+        let all_env = self.script_env(Some(server), env);
         let text = format!("{PRELUDE}{script}");
         if server.server_type == ServerType::Ssh {
             let (_, spec) = self.remote_script(server, &text, all_env).await?;
@@ -124,7 +138,7 @@ impl Ctx {
         env: Vec<(String, String)>,
         stdin: Option<Vec<u8>>,
     ) -> Result<Output, HostError> {
-        let all_env = self.script_env(env);
+        let all_env = self.script_env(self.place.server.as_deref(), env);
         let text = format!("{PRELUDE}{script}");
         let captured = match self.remote_server().cloned() {
             Some(server) => self.capture_remote(&server, &text, all_env, stdin).await?,
