@@ -36,6 +36,13 @@ pub struct EngineConfig {
     /// Seals secret variable values before they are stored and keys idempotency fingerprints
     /// (see the `secrets` module). The default is a random key for this process only.
     pub secrets_key: crate::secrets::SecretsKey,
+    /// This node's name when the store is shared by several nodes (`None`: the host's name).
+    /// Nodes on one machine need names of their own: the name marks the node's processes.
+    pub node_name: Option<String>,
+    /// How long a node's lease lasts without renewal, when the store is shared: a node that
+    /// stops renewing is taken for dead this long after its last renewal, and its jobs are
+    /// settled by the others.
+    pub node_lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +62,8 @@ impl Default for EngineConfig {
             ssh_known_hosts: None,
             ssh_connect_timeout: Duration::from_secs(10),
             secrets_key: crate::secrets::SecretsKey::default(),
+            node_name: None,
+            node_lease: Duration::from_secs(5),
         }
     }
 }
@@ -174,6 +183,20 @@ impl EngineConfig {
             600,
             " seconds",
         );
+        range(
+            "node-lease-seconds",
+            self.node_lease.as_secs() as u128,
+            1,
+            300,
+            " seconds",
+        );
+        if let Some(name) = &self.node_name
+            && !crate::cluster::is_node_name(name)
+        {
+            problems.push(format!(
+                "--node-name must be 1 to 64 letters, digits, '.', '_' or '-', given {name:?}"
+            ));
+        }
         problems
     }
 }

@@ -79,8 +79,13 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) queue: Arc<JobQueue>,
     pub(crate) metrics: Arc<Metrics>,
-    /// Stops background work (retention) at shutdown.
+    /// Stops background work (retention, a node's lease and claims) at shutdown.
     pub(crate) background: CancellationToken,
+    /// This node, when the store is shared by several.
+    pub(crate) node: Option<crate::cluster::Node>,
+    /// The mark this process's job processes carry (see `process::INSTANCE_ENV`): the store's
+    /// instance id, and the node's name when the store is shared.
+    pub(crate) mark: String,
 }
 
 impl Engine {
@@ -96,13 +101,36 @@ impl Engine {
         if !problems.is_empty() {
             return Err(EngineError::Config(problems.join("; ")));
         }
-        let recovery = store.recover(INTERRUPTED_MESSAGE, now_ms()).await?;
-        for token in &recovery.interrupted {
-            tracing::warn!(job = %token, "job was executing when the server stopped; marked Error");
+        // A shared store's jobs are not this process's alone: the queue is the store's, and
+        // the jobs of dead nodes are settled by lease, not by whoever starts next.
+        let (recovery, node) = match store.cluster() {
+            Some(cluster) => {
+                let name = config
+                    .node_name
+                    .clone()
+                    .unwrap_or_else(crate::cluster::default_node_name);
+                let lease = cluster.join(&name, config.node_lease).await?;
+                tracing::info!(node = %name, generation = lease.generation, "joined the cluster");
+                (None, Some(crate::cluster::Node::new(name, lease)))
+            }
+            None => (
+                Some(store.recover(INTERRUPTED_MESSAGE, now_ms()).await?),
+                None,
+            ),
+        };
+        if let Some(recovery) = &recovery {
+            for token in &recovery.interrupted {
+                tracing::warn!(job = %token, "job was executing when the server stopped; marked Error");
+            }
         }
         // Processes of jobs a crashed server was running are still alive: end them before any
-        // new job starts, so nothing of an interrupted job runs on.
-        let orphans = process::end_orphans(store.instance_id(), config.kill_grace).await;
+        // new job starts, so nothing of an interrupted job runs on. A node's processes carry
+        // its name too, so that nodes sharing a machine leave each other's alone.
+        let mark = match &node {
+            Some(node) => format!("{}-{}", store.instance_id(), node.name),
+            None => store.instance_id().to_owned(),
+        };
+        let orphans = process::end_orphans(&mark, config.kill_grace).await;
         if orphans > 0 {
             tracing::warn!(
                 processes = orphans,
@@ -118,10 +146,15 @@ impl Engine {
                 queue: Arc::default(),
                 metrics: Arc::new(Metrics::default()),
                 background: CancellationToken::new(),
+                node,
+                mark,
             }),
         };
-        for record in recovery.pending {
+        for record in recovery.map(|r| r.pending).unwrap_or_default() {
             engine.resume(record).await?;
+        }
+        if engine.inner.node.is_some() {
+            engine.start_node();
         }
         engine.dispatch();
         engine.start_retention();
@@ -207,6 +240,11 @@ impl Engine {
         idempotency_key: Option<&str>,
     ) -> Result<Triggered, EngineError> {
         self.health()?;
+        if self.inner.node.is_some() {
+            return self
+                .trigger_shared(template, variables, idempotency_key)
+                .await;
+        }
         let admission = self
             .inner
             .queue
@@ -261,6 +299,7 @@ impl Engine {
                 secrets: crate::run::secrets_of(Some(&template), &merged),
                 variables: merged,
                 first_seq: 0,
+                claimed: false,
             });
             // Released only after the start, so the next trigger of a template whose policy
             // depends on the queue sees what a trigger after this one returned would see.
@@ -286,7 +325,7 @@ impl Engine {
         token: JobToken,
         timeout: Duration,
     ) -> Result<Option<JobStatus>, EngineError> {
-        let Some(mut status) = self.inner.queue.watch_status(token) else {
+        let Some(mut status) = self.status_watch(token).await? else {
             return Ok(self.inner.store.status(token).await?);
         };
         let deadline = tokio::time::Instant::now() + timeout;
@@ -317,13 +356,26 @@ impl Engine {
     }
 
     /// Where a pending job stands in the queue: 1 is next to start. `None` unless it waits.
-    pub fn queue_position(&self, token: JobToken) -> Option<usize> {
-        self.inner.queue.position(token)
+    pub async fn queue_position(&self, token: JobToken) -> Option<usize> {
+        match self.node() {
+            Some((cluster, _)) => cluster.position(token).await.ok().flatten(),
+            None => self.inner.queue.position(token),
+        }
     }
 
-    /// Watches a job's status while the job has not ended.
-    pub(crate) fn status_watch(&self, token: JobToken) -> Option<watch::Receiver<JobStatus>> {
-        self.inner.queue.watch_status(token)
+    /// Watches a job's status while the job has not ended: this process's own watch, or, for a
+    /// job of another node, the store's.
+    pub(crate) async fn status_watch(
+        &self,
+        token: JobToken,
+    ) -> Result<Option<watch::Receiver<JobStatus>>, EngineError> {
+        if let Some(watch) = self.inner.queue.watch_status(token) {
+            return Ok(Some(watch));
+        }
+        match self.node() {
+            Some((cluster, _)) => Ok(cluster.watch_status(token).await?),
+            None => Ok(None),
+        }
     }
 
     /// Cancels a job: a pending one never starts, an executing one has its processes ended and
@@ -332,6 +384,9 @@ impl Engine {
     pub async fn cancel(&self, token: JobToken) -> Result<Canceled, EngineError> {
         let patience = self.inner.config.kill_grace + Duration::from_secs(5);
         let deadline = tokio::time::Instant::now() + patience;
+        if self.inner.node.is_some() {
+            return self.cancel_shared(token, deadline).await;
+        }
         loop {
             // Registered before the queue is looked at, so a job queued right after the look
             // still wakes this cancel.
@@ -414,19 +469,24 @@ impl Engine {
         if let Err(e) = self.inner.store.flush().await {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }
+        if let Some((cluster, node)) = self.node()
+            && let Err(e) = cluster.leave(&node.lease()).await
+        {
+            tracing::warn!(error = %e, "could not give this node's lease back");
+        }
     }
 }
 
 /// An idempotency key as stored: scoped to its template, so the same key sent to two templates
 /// stands for two jobs.
-fn scoped_key(template: &TemplateName, key: &str) -> String {
+pub(crate) fn scoped_key(template: &TemplateName, key: &str) -> String {
     format!("{}:{}:{key}", template.as_str().len(), template.as_str())
 }
 
 /// The request an idempotency key stands for: the template and the trigger's own variables,
 /// names case-folded and sorted, each part length-prefixed so no two requests collide. It holds
 /// every value, so only a keyed digest of it is stored.
-fn fingerprint(template: &TemplateName, variables: &Variables) -> String {
+pub(crate) fn fingerprint(template: &TemplateName, variables: &Variables) -> String {
     let mut out = format!("{}:{}", template.as_str().len(), template.as_str());
     for (name, value) in variables.iter() {
         out.push_str(&format!(

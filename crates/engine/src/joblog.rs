@@ -197,11 +197,6 @@ impl JobLog {
         mask(&self.secrets, text, None).0
     }
 
-    /// The instance id of the store the log is written to.
-    pub(crate) fn instance(&self) -> &str {
-        self.store.instance_id()
-    }
-
     /// How many bytes of an output line a reader must keep so that the line can be masked
     /// before it is cut: the line limit, the longest secret (one that starts just before the
     /// limit must be seen whole), and room for a character cut in the middle.

@@ -10,6 +10,7 @@
 
 mod check;
 mod clock;
+mod cluster;
 mod config;
 mod engine;
 mod error;

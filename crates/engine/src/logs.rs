@@ -57,18 +57,20 @@ impl Engine {
 
     /// Follows a job's log while the job has not ended; `None` once it has (its whole log is
     /// then committed and a plain read gets all of it).
-    pub fn follow_log(&self, token: JobToken) -> Option<LogFollower> {
-        let status = self.status_watch(token)?;
+    pub async fn follow_log(&self, token: JobToken) -> Result<Option<LogFollower>, EngineError> {
+        let Some(status) = self.status_watch(token).await? else {
+            return Ok(None);
+        };
         // Subscribed before the first read, so that no commit falls between a read and the wait
         // after it.
         let committed = self.store().watch_committed(token);
-        Some(LogFollower {
+        Ok(Some(LogFollower {
             engine: self.clone(),
             token,
             status,
             committed,
             ended: false,
-        })
+        }))
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct QueuedJob {
     /// The sequence number its first log entry gets: 0, unless a previous process had begun
     /// its log before stopping.
     pub(crate) first_seq: u64,
+    /// Claimed from a shared store, which recorded it `Executing` with the claim.
+    pub(crate) claimed: bool,
 }
 
 /// Stops one running job, saying why.
@@ -287,6 +289,44 @@ impl JobQueue {
             started.push((job, stopper, slot));
         }
         started
+    }
+
+    /// Takes a slot for a job claimed from a shared store, already `Executing` there, and
+    /// makes it live here. Claims never go beyond this node's room, so no limit is checked.
+    pub(crate) fn start_claimed(
+        self: &Arc<Self>,
+        token: JobToken,
+        template: TemplateName,
+    ) -> (Arc<Stopper>, Slot) {
+        let mut state = self.state();
+        let stopper = Arc::new(Stopper::default());
+        state.running.insert(token, stopper.clone());
+        *state
+            .running_by_template
+            .entry(template.clone())
+            .or_default() += 1;
+        let live = Live::new(template.clone());
+        live.status.send_replace(JobStatus::Executing);
+        state.live.insert(token, live);
+        let slot = Slot {
+            queue: self.clone(),
+            token,
+            template,
+        };
+        (stopper, slot)
+    }
+
+    /// A running job's stopper, if this process runs the job.
+    pub(crate) fn find_running(&self, token: JobToken) -> Place {
+        match self.state().running.get(&token) {
+            Some(stopper) => Place::Running(stopper.clone()),
+            None => Place::Neither,
+        }
+    }
+
+    /// Whether the queue has been closed by shutdown.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
     }
 
     /// Finds a job to cancel: a waiting one is taken out of the queue.

@@ -19,15 +19,35 @@ pub(crate) const INTERNAL_ERROR_MESSAGE: &str =
     "An internal error stopped this job; the server's log has the details.";
 
 impl Engine {
-    /// Queues a job found pending at start.
-    pub(crate) async fn resume(&self, mut record: JobRecord) -> Result<(), EngineError> {
+    /// Queues a job found pending at start, behind those already queued.
+    pub(crate) async fn resume(&self, record: JobRecord) -> Result<(), EngineError> {
+        if let Some(job) = self.prepare(record).await? {
+            self.inner.queue.resume(job);
+        }
+        Ok(())
+    }
+
+    /// What running a recorded job takes: its variables opened, its plan parsed, where its log
+    /// goes on. A job that cannot run (values this key cannot open, a plan this build cannot
+    /// read) ends here with the reason, and `None` is returned.
+    pub(crate) async fn prepare(
+        &self,
+        mut record: JobRecord,
+    ) -> Result<Option<QueuedJob>, EngineError> {
+        let claimed = self.inner.node.is_some();
         // Secret values were stored sealed; a job whose values this key cannot open fails alone.
         let key = &self.inner.config.secrets_key;
         match crate::secrets::open_variables(key, &record.variables) {
             Some(variables) => record.variables = variables,
+            None if claimed => {
+                self.end_claimed_unrun(record.token, crate::secrets::UNDECRYPTABLE_MESSAGE)
+                    .await?;
+                return Ok(None);
+            }
             None => {
                 let (store, limits) = (&self.inner.store, self.log_limits());
-                return crate::secrets::fail_undecryptable(store, record.token, limits).await;
+                crate::secrets::fail_undecryptable(store, record.token, limits).await?;
+                return Ok(None);
             }
         }
         let template = self.templates().get(&record.template).cloned();
@@ -42,24 +62,29 @@ impl Engine {
                     .last_seq(record.token)
                     .await?
                     .map_or(0, |seq| seq + 1);
-                self.inner.queue.resume(QueuedJob {
+                Ok(Some(QueuedJob {
                     token: record.token,
                     template: record.template,
                     plan: Arc::new(plan),
                     secrets,
                     variables: record.variables,
                     first_seq,
-                });
+                    claimed,
+                }))
             }
             Err(diagnostics) => {
                 // A plan recorded by an older build that this build cannot read: the job ends
                 // with the reason rather than blocking the queue or vanishing.
                 let message =
                     format!("This job's plan cannot be run by this server: {diagnostics}");
-                self.end_unrun(record.token, &message).await?;
+                if claimed {
+                    self.end_claimed_unrun(record.token, &message).await?;
+                } else {
+                    self.end_unrun(record.token, &message).await?;
+                }
+                Ok(None)
             }
         }
-        Ok(())
     }
 
     /// Ends a job that never ran with one `ERROR` line saying why.
@@ -96,6 +121,10 @@ impl Engine {
     /// panic is caught at the task's top and the job recorded as failed; the slot is freed
     /// either way.
     pub(crate) fn dispatch(&self) {
+        if let Some((_, node)) = self.node() {
+            node.wake();
+            return;
+        }
         let templates = self.templates();
         let started = self
             .inner
@@ -110,7 +139,7 @@ impl Engine {
         }
     }
 
-    async fn supervise(&self, job: QueuedJob, stopper: Arc<Stopper>, slot: Slot) {
+    pub(crate) async fn supervise(&self, job: QueuedJob, stopper: Arc<Stopper>, slot: Slot) {
         use futures_util::FutureExt;
         let token = job.token;
         let template = job.template.clone();
@@ -181,10 +210,13 @@ impl Engine {
         )
         .await?;
         // The job is durably `Executing` before any of its plan is evaluated: should evaluating
-        // it bring the process down, the next start ends it rather than running it again.
-        store
-            .set_status(job.token, JobStatus::Executing, now_ms())
-            .await?;
+        // it bring the process down, the next start ends it rather than running it again. A
+        // claimed job became `Executing` with its claim.
+        if !job.claimed {
+            store
+                .set_status(job.token, JobStatus::Executing, now_ms())
+                .await?;
+        }
         self.inner.queue.executing(job.token);
         tracing::info!(job = %job.token, template = %job.template, "job executing");
 
@@ -193,6 +225,7 @@ impl Engine {
             credentials: self.credentials(),
             known_hosts: self.inner.config.ssh_known_hosts.clone(),
             connect_timeout: self.inner.config.ssh_connect_timeout,
+            mark: self.inner.mark.clone(),
         };
         let template = self.templates().get(&job.template).cloned();
         let run = self.run_targets(&job, &log, stopper, infra, template.as_deref());
@@ -340,7 +373,12 @@ impl Engine {
         template: &TemplateName,
         status: JobStatus,
     ) -> Result<(), EngineError> {
-        self.inner.store.set_status(token, status, now_ms()).await?;
+        match self.node() {
+            Some((cluster, node)) => {
+                self.finish_claimed(cluster, node, token, status).await?;
+            }
+            None => self.inner.store.set_status(token, status, now_ms()).await?,
+        }
         self.inner.metrics.finished(template, status);
         self.inner.queue.ended(token, status);
         Ok(())

@@ -61,7 +61,11 @@ async fn trigger(engine: &Engine, name: &str) -> Triggered {
 
 /// Returns once the job executes, woken by its status watch.
 async fn executing(engine: &Engine, token: JobToken) {
-    let mut status = engine.status_watch(token).expect("the job has not ended");
+    let mut status = engine
+        .status_watch(token)
+        .await
+        .unwrap()
+        .expect("the job has not ended");
     tokio::time::timeout(PATIENCE, status.wait_for(|s| *s == JobStatus::Executing))
         .await
         .expect("the job starts")
@@ -165,7 +169,7 @@ async fn skip_if_pending_makes_one_job_for_a_whole_burst() {
     let waiting = created[0];
     assert_ne!(waiting, running);
     assert!(answers.iter().all(|a| a.token() == waiting), "{answers:?}");
-    assert_eq!(engine.queue_position(waiting), Some(1));
+    assert_eq!(engine.queue_position(waiting).await, Some(1));
     assert_eq!(
         engine.store().status(waiting).await.unwrap(),
         Some(JobStatus::Pending)
@@ -193,13 +197,13 @@ async fn the_pending_limit_is_exact_under_a_burst() {
         .filter(|a| matches!(a, Err(EngineError::QueueFull { limit: 5 })))
         .count();
     assert_eq!(full, 45);
-    let mut positions: Vec<usize> = admitted
-        .iter()
-        .map(|t| engine.queue_position(*t).unwrap())
-        .collect();
+    let mut positions: Vec<usize> = Vec::new();
+    for token in &admitted {
+        positions.push(engine.queue_position(*token).await.unwrap());
+    }
     positions.sort_unstable();
     assert_eq!(positions, [1, 2, 3, 4, 5]);
-    assert_eq!(engine.queue_position(running), None);
+    assert_eq!(engine.queue_position(running).await, None);
 }
 
 mod faults;

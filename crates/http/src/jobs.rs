@@ -136,7 +136,7 @@ pub(crate) async fn status(app: Arc<App>, req: Request<Incoming>) -> Answer {
     }
     let mut response = text(StatusCode::OK, status.as_str());
     if status == JobStatus::Pending
-        && let Some(position) = app.engine.queue_position(token)
+        && let Some(position) = app.engine.queue_position(token).await
     {
         response
             .headers_mut()
@@ -199,7 +199,7 @@ pub(crate) async fn logs(app: Arc<App>, req: Request<Incoming>) -> Answer {
     // of its log committed, so a body read after it is complete.
     let (token, status) = job_for(&app, &mut call).await?;
     let follower = if follow {
-        app.engine.follow_log(token)
+        app.engine.follow_log(token).await?
     } else {
         None
     };

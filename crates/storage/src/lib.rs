@@ -11,6 +11,7 @@
 //! on the engine or the HTTP layer. Template files are read here too: they are the other thing
 //! Holt keeps on disk.
 
+mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod credentials;
@@ -20,6 +21,7 @@ mod sqlite;
 mod store;
 pub mod templates;
 
+pub use cluster::{Admitted, CancelRequest, ClusterStore, Lease, Policy};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};

@@ -22,6 +22,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// The cluster side of a store that several nodes share; `None` (the default) for a store
+    /// of one process, whose engine then keeps its queue in memory.
+    fn cluster(&self) -> Option<&dyn crate::ClusterStore> {
+        None
+    }
+
     /// Records a new `Pending` job and returns its token once the job is durable. With an
     /// idempotency key already used (since `not_before_ms`) for the same fingerprint, nothing is
     /// created and the first job's token is returned (`fresh` is false); for another

@@ -99,6 +99,8 @@ pub(crate) struct Infra {
     pub(crate) credentials: Arc<holt_domain::Credentials>,
     pub(crate) known_hosts: Option<std::path::PathBuf>,
     pub(crate) connect_timeout: Duration,
+    /// The mark the job's processes carry, so that a later start finds them.
+    pub(crate) mark: String,
 }
 
 /// Runs a plan to its end and returns the final execution state. `inventory` is the snapshot of
@@ -144,7 +146,7 @@ pub(crate) async fn run(
             _ => None,
         })
         .collect();
-    let instance = log.instance().to_owned();
+    let instance = infra.mark.clone();
     let mut ctx = Ctx {
         shared: Arc::new(Shared {
             token,

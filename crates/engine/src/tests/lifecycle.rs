@@ -99,7 +99,7 @@ async fn a_cancel_between_the_record_and_the_queue_ends_the_job() {
                 engine.store().status(token).await.unwrap(),
                 Some(JobStatus::Pending)
             );
-            assert_eq!(engine.queue_position(token), None);
+            assert_eq!(engine.queue_position(token).await, None);
             engine.cancel(token).await.unwrap()
         }
     });
@@ -242,7 +242,7 @@ async fn a_reload_changes_what_can_be_triggered_but_not_queued_jobs() {
     let blocker = trigger(&engine, "block").await.token();
     executing(&engine, blocker).await;
     let queued = trigger(&engine, "old").await.token();
-    assert_eq!(engine.queue_position(queued), Some(1));
+    assert_eq!(engine.queue_position(queued).await, Some(1));
 
     engine.reload_templates(catalog(&[
         ("block", SLEEPER),
