@@ -143,6 +143,15 @@ struct ServeArgs {
     /// Seconds an SSH connection may take to be established.
     #[arg(long, default_value_t = engine_defaults().ssh_connect_timeout.as_secs())]
     ssh_connect_timeout: u64,
+    /// This node's name, when several holtd share a PostgreSQL database (default: the host's
+    /// name). Nodes on one machine need names of their own.
+    #[arg(long, env = "HOLT_NODE_NAME")]
+    node_name: Option<String>,
+    /// Seconds a node's lease lasts, when several holtd share a PostgreSQL database: a node
+    /// that stops renewing it is taken for dead that long after its last renewal, and another
+    /// node settles its jobs.
+    #[arg(long, default_value_t = engine_defaults().node_lease.as_secs())]
+    node_lease_seconds: u64,
     /// Seconds a client may take to send a request body before it gets 408.
     #[arg(long, default_value_t = http_defaults().body_read_timeout.as_secs())]
     body_read_timeout: u64,
@@ -372,6 +381,8 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         retention_interval: seconds(args.retention_interval),
         ssh_known_hosts: args.ssh_known_hosts.clone(),
         ssh_connect_timeout: seconds(args.ssh_connect_timeout),
+        node_name: args.node_name.clone(),
+        node_lease: seconds(args.node_lease_seconds),
         ..EngineConfig::default()
     };
     let http_config = HttpConfig {
