@@ -300,3 +300,30 @@ async fn many_appends_read_back_from_any_offset() {
     let all = store.logs_within(token, 0, usize::MAX).await.unwrap();
     assert_eq!(all.len() as u64, total);
 }
+
+/// Entries and the job's end committed together move a watch to the last entry before it
+/// closes, on the committing store and on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_moves_to_the_last_entry_before_it_closes() {
+    let (db, a) = scratch_store().await;
+    let b = PgStore::connect(db.url(), &PgConfig::default())
+        .await
+        .unwrap();
+    let token = a.create_job(job("hdars")).await.unwrap().token;
+    let mut watches = [a.watch_committed(token), b.watch_committed(token)];
+    a.append_logs(token, vec![entry(0, "one"), entry(1, "two")])
+        .await
+        .unwrap();
+    a.set_status(token, JobStatus::Succeeded, 5).await.unwrap();
+    for watch in &mut watches {
+        let mut seen = Vec::new();
+        while tokio::time::timeout(Duration::from_secs(10), watch.changed())
+            .await
+            .expect("woken within 10 s")
+            .is_ok()
+        {
+            seen.push(*watch.borrow_and_update());
+        }
+        assert_eq!(seen.last(), Some(&2), "{seen:?}");
+    }
+}

@@ -343,6 +343,9 @@ async fn attempt(
             tracing::error!(job = %token, "log entries of a job that does not exist dropped");
         }
     }
+    // A job's log is told before its end, as the commands were sent: a watch moves to the last
+    // entry and then closes.
+    events.sort_by_key(|event| matches!(event, Event::Status { .. }));
     // Delivered by PostgreSQL at the commit, and only if it commits.
     for payload in payloads(&events) {
         let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
