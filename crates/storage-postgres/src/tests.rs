@@ -327,3 +327,82 @@ async fn a_watch_moves_to_the_last_entry_before_it_closes() {
         assert_eq!(seen.last(), Some(&2), "{seen:?}");
     }
 }
+
+/// Ends the server processes of the database's connections that match `filter` (a condition on
+/// `pg_stat_activity`), but the caller's own; returns how many.
+async fn terminate(url: &str, filter: &str) -> i64 {
+    let client = admin_client(url).await;
+    client
+        .query_one(
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND {filter}"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Connections the server ends under a running store (a restart, an administrator) are opened
+/// again: log entries and a status change handed over meanwhile are kept and committed, and the
+/// store goes on writing and reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_the_loss_of_every_connection() {
+    let (db, store) = scratch_store().await;
+    let token = store.create_job(job("hdars")).await.unwrap().token;
+    assert_eq!(store.status(token).await.unwrap(), Some(JobStatus::Pending));
+    assert!(terminate(db.url(), "true").await >= 2);
+    store
+        .append_logs(token, vec![entry(0, "one"), entry(1, "two")])
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        store.set_status(token, JobStatus::Succeeded, 9),
+    )
+    .await
+    .expect("committed within 20 s")
+    .unwrap();
+    assert_eq!(
+        store.logs(token, 0, 10).await.unwrap(),
+        [entry(0, "one"), entry(1, "two")]
+    );
+    assert_eq!(
+        store.status(token).await.unwrap(),
+        Some(JobStatus::Succeeded)
+    );
+    let next = store.create_job(job("hdars")).await.unwrap();
+    assert!(next.fresh && next.token > token);
+}
+
+/// A store whose listening connection was ended listens again, and a watcher on it still wakes
+/// for what another store committed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listener_listens_again_and_catches_up() {
+    let (db, a) = scratch_store().await;
+    let b = PgStore::connect(db.url(), &PgConfig::default())
+        .await
+        .unwrap();
+    let token = a.create_job(job("hdars")).await.unwrap().token;
+    let mut watch = b.watch_committed(token);
+    assert_eq!(terminate(db.url(), "query LIKE 'LISTEN %'").await, 2);
+    a.append_logs(token, vec![entry(0, "one"), entry(1, "two")])
+        .await
+        .unwrap();
+    a.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while *watch.borrow_and_update() < 2 {
+            watch.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("woken within 20 s");
+    a.set_status(token, JobStatus::Succeeded, 5).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while watch.changed().await.is_ok() {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the watch closes at the job's end");
+}
