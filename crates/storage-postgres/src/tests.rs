@@ -406,3 +406,57 @@ async fn a_lost_listener_listens_again_and_catches_up() {
     .await;
     assert!(closed.is_ok(), "the watch closes at the job's end");
 }
+
+/// A URL's `options` reach the server: with a `search_path`, Holt's tables live in that schema,
+/// and stores on two schemas of one database are two databases to Holt (their own instance
+/// ids, their own notification channels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_in_the_url_keeps_holt_in_its_schema() {
+    let db = ScratchDatabase::create().await;
+    let admin = admin_client(db.url()).await;
+    admin
+        .batch_execute("CREATE SCHEMA holt_a; CREATE SCHEMA holt_b")
+        .await
+        .unwrap();
+    let in_schema = |schema: &str| format!("{}?options=-c%20search_path%3D{schema}", db.url());
+    let a = PgStore::connect(&in_schema("holt_a"), &PgConfig::default())
+        .await
+        .unwrap();
+    let b = PgStore::connect(&in_schema("holt_b"), &PgConfig::default())
+        .await
+        .unwrap();
+    assert_ne!(a.instance_id(), b.instance_id());
+    let token = a.create_job(job("hdars")).await.unwrap().token;
+    let count = |sql: &'static str| {
+        let admin = &admin;
+        async move { admin.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM holt_a.jobs").await, 1);
+    assert_eq!(count("SELECT count(*) FROM holt_b.jobs").await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").await,
+        0
+    );
+    // The same job id on the other schema: its watcher hears nothing of this one's commits.
+    let twin = b.create_job(job("hdars")).await.unwrap().token;
+    assert_eq!(twin, token);
+    let mut watch_a = a.watch_committed(token);
+    let mut watch_b = b.watch_committed(twin);
+    a.append_logs(token, vec![entry(0, "a")]).await.unwrap();
+    a.set_status(token, JobStatus::Succeeded, 5).await.unwrap();
+    while watch_a.changed().await.is_ok() {}
+    // Had a's notices reached b's listener, the end of job `token` would have closed this
+    // watch of the same id (the server sends them in commit order, before b's own).
+    b.append_logs(twin, vec![entry(0, "b1"), entry(1, "b2")])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), watch_b.changed())
+        .await
+        .expect("woken within 10 s")
+        .unwrap();
+    assert_eq!(*watch_b.borrow_and_update(), 2);
+    assert!(
+        !watch_b.has_changed().unwrap(),
+        "the other schema's end closed this watch"
+    );
+}
