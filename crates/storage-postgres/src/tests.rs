@@ -460,3 +460,51 @@ async fn a_search_path_in_the_url_keeps_holt_in_its_schema() {
         "the other schema's end closed this watch"
     );
 }
+
+/// A command the server refuses (text holding a NUL character, which PostgreSQL does not
+/// store) fails alone: the commands sharing its transaction are applied again without it and
+/// committed, logs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_fails_alone_in_its_batch() {
+    let (_db, store) = scratch_store().await;
+    let logged = store.create_job(job("hdars")).await.unwrap().token;
+    let mut calls = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        calls.push(tokio::spawn(async move {
+            let mut new = job("hdars");
+            if i == 16 {
+                new.plan = "Log-Information \"a\0b\";".into();
+            }
+            store
+                .append_logs(logged, vec![entry(i, &format!("line {i}"))])
+                .await
+                .unwrap();
+            (i, store.create_job(new).await)
+        }));
+    }
+    let mut created = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            (16, result) => assert!(
+                matches!(&result, Err(StoreError::Database(e)) if e.to_string().contains("0x00")),
+                "{result:?}"
+            ),
+            (_, result) => created.push(result.unwrap().token),
+        }
+    }
+    assert_eq!(created.len(), 31);
+    for token in created {
+        assert_eq!(store.status(token).await.unwrap(), Some(JobStatus::Pending));
+    }
+    store.flush().await.unwrap();
+    let mut seqs: Vec<u64> = store
+        .logs(logged, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..32).collect::<Vec<u64>>());
+}
