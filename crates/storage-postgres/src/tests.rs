@@ -248,6 +248,18 @@ async fn errors_never_show_the_password() {
         redacted("postgres://holt:s3cr3tpw@db.example:6543/jobs?options=-c%20x%3Dy"),
         "postgres://holt@db.example:6543/jobs"
     );
+    // Nor does a store opened with a password show it when formatted. A test URL without a
+    // password reaches a server that trusts its user, which then takes any password.
+    let db = ScratchDatabase::create().await;
+    let (scheme, rest) = db.url().split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    if !user.contains(':') {
+        let url = format!("{scheme}://{user}:s3cr3tpw@{host}");
+        let store = PgStore::connect(&url, &PgConfig::default()).await.unwrap();
+        let shown = format!("{store:?}");
+        assert!(shown.contains("instance"), "{shown}");
+        assert!(!shown.contains("s3cr3tpw"), "{shown}");
+    }
 }
 
 #[test]
