@@ -80,9 +80,9 @@ struct ServeArgs {
     /// The most jobs that execute at once; the rest wait as Pending.
     #[arg(long, default_value_t = engine_defaults().max_concurrent_jobs)]
     max_concurrent_jobs: usize,
-    /// full: an acknowledged write is on disk. normal: it survives a crash of holtd but the
-    /// last moments may be lost on power loss. SQLite only: PostgreSQL's server settings
-    /// (`synchronous_commit`) decide there.
+    /// full: an acknowledged write is on disk (with PostgreSQL: as the server's settings
+    /// promise). normal: it survives a crash of holtd but the last moments may be lost on power
+    /// loss (with PostgreSQL: should the server crash; `synchronous_commit = off`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
     /// Seconds that shutdown lets running jobs go on before stopping them.
@@ -318,18 +318,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 /// Opens the store `--db` names: PostgreSQL for a `postgres://` or `postgresql://` URL, the
 /// SQLite file otherwise. A message names the database without its password.
 async fn open_store(args: &ServeArgs, postgres: Option<&str>) -> Result<Arc<dyn JobStore>, String> {
+    let durability = match args.durability {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
     if let Some(url) = postgres {
-        let store = PgStore::connect(url, &PgConfig::default())
+        let config = PgConfig {
+            durability,
+            ..PgConfig::default()
+        };
+        let store = PgStore::connect(url, &config)
             .await
             .map_err(|e| format!("cannot open {}: {e}", holt_storage_postgres::redacted(url)))?;
         tracing::info!(db = %holt_storage_postgres::redacted(url), "the database is PostgreSQL");
         return Ok(Arc::new(store));
     }
     let mut config = SqliteConfig::new(&args.db);
-    config.durability = match args.durability {
-        DurabilityArg::Full => Durability::Full,
-        DurabilityArg::Normal => Durability::Normal,
-    };
+    config.durability = durability;
     let store = SqliteStore::open(&config)
         .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
     Ok(Arc::new(store))

@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName};
 use holt_storage::backend::{EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables, log_cost};
-use holt_storage::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
+use holt_storage::{
+    Created, Durability, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,12 @@ pub struct PgConfig {
     /// How long opening a connection, or waiting for a free one, may take; used unless the URL
     /// sets `connect_timeout`.
     pub connect_timeout: Duration,
+    /// What an acknowledged write promises. `Full`: what the server's settings promise
+    /// (`synchronous_commit`, by default on: flushed to disk). `Normal`: holtd's connections
+    /// set `synchronous_commit = off`, so an acknowledged write survives a crash of holtd, but
+    /// the server's last moments of commits may be lost should the server or its machine crash
+    /// (the database stays consistent).
+    pub durability: Durability,
 }
 
 impl Default for PgConfig {
@@ -54,6 +62,7 @@ impl Default for PgConfig {
         PgConfig {
             read_connections: 4,
             connect_timeout: Duration::from_secs(5),
+            durability: Durability::Full,
         }
     }
 }
@@ -147,8 +156,8 @@ impl PgStore {
             return Err(StoreError::Corrupt(format!("instance id {instance:?}")));
         }
 
-        let reads = pool(&pg, config.read_connections.max(1), config.connect_timeout)?;
-        let writes = pool(&pg, 1, config.connect_timeout)?;
+        let reads = pool(&pg, config.read_connections.max(1), config)?;
+        let writes = pool(&pg, 1, config)?;
         // Notifications of this database go on a channel named after it, so that stores on
         // other databases (or schemas) of the same server never hear them.
         let channel = format!("holt_{instance}");
@@ -211,7 +220,8 @@ impl PgStore {
     }
 }
 
-fn pool(pg: &tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
+fn pool(pg: &tokio_postgres::Config, size: usize, config: &PgConfig) -> Result<Pool, StoreError> {
+    let timeout = config.connect_timeout;
     let manager = Manager::from_config(
         pg.clone(),
         NoTls,
@@ -221,12 +231,23 @@ fn pool(pg: &tokio_postgres::Config, size: usize, timeout: Duration) -> Result<P
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout));
+    if config.durability == Durability::Normal {
+        builder = builder.post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .await
+                    .map_err(HookError::Backend)
+            })
+        }));
+    }
+    builder
         .build()
         .map_err(|e| StoreError::Database(Box::new(e)))
 }

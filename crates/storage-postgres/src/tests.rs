@@ -520,3 +520,34 @@ async fn a_refused_command_fails_alone_in_its_batch() {
     seqs.sort_unstable();
     assert_eq!(seqs, (0..32).collect::<Vec<u64>>());
 }
+
+/// `Durability::Normal` turns synchronous commits off on the store's connections; `Full`
+/// leaves the server's setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_durability_turns_synchronous_commit_off() {
+    let db = ScratchDatabase::create().await;
+    let server: String = admin_client(db.url())
+        .await
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for (durability, expected) in [
+        (Durability::Full, server.as_str()),
+        (Durability::Normal, "off"),
+    ] {
+        let config = PgConfig {
+            durability,
+            ..PgConfig::default()
+        };
+        let store = PgStore::connect(db.url(), &config).await.unwrap();
+        let row = store
+            .read_opt("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), expected, "{durability:?}");
+        let token = store.create_job(job("hdars")).await.unwrap().token;
+        assert!(store.job(token).await.unwrap().is_some());
+    }
+}
