@@ -78,6 +78,14 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// A client error as the store's error, its message said in `context`'s words.
+pub(crate) fn failure(context: &str, e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(Box::new(Failure {
+        message: format!("{context}: {}", describe(&e)),
+        source: e,
+    }))
+}
+
 /// A pool error as the store's error: the pool could not hand out a connection in time, or
 /// could not open one.
 pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {

@@ -130,12 +130,9 @@ impl PgStore {
     /// tokio-postgres reads), migrates it, and starts the writer and the notification listener.
     /// No error names the password.
     pub async fn connect(url: &str, config: &PgConfig) -> Result<PgStore, StoreError> {
-        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Unavailable(format!(
-                "the PostgreSQL URL cannot be read: {}",
-                error::describe(&e)
-            ))
-        })?;
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| error::failure("the PostgreSQL URL cannot be read", e))?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(config.connect_timeout);
         }

@@ -258,7 +258,11 @@ async fn commit(
     batch: &[Command],
     channel: &str,
 ) -> Result<(Vec<Outcome>, Vec<Event>), String> {
-    let mut client = pool.get().await.map_err(|e| pool_error(e).to_string())?;
+    let mut client = pool.get().await.map_err(|e| match pool_error(e) {
+        // The reason alone: callers hear it inside `StoreError::Unavailable` again.
+        StoreError::Unavailable(reason) => reason,
+        other => other.to_string(),
+    })?;
     let mut isolate = false;
     let mut races = 0;
     loop {
@@ -279,6 +283,8 @@ async fn commit(
     }
 }
 
+/// One try at a batch, in one transaction: every command in order (each in a savepoint when
+/// `isolate`), then the log chunks, then the notices, then the commit.
 async fn attempt(
     client: &mut Object,
     batch: &[Command],
