@@ -101,10 +101,18 @@ pub fn redacted(url: &str) -> String {
     let Ok(config) = url.parse::<tokio_postgres::Config>() else {
         return "(a PostgreSQL URL that cannot be read)".to_owned();
     };
+    // One port stands for every host; none means the default.
+    let ports = config.get_ports();
+    let port = |i: usize| match ports {
+        [] => 5432,
+        [one] => *one,
+        many => many.get(i).copied().unwrap_or(5432),
+    };
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
-        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .enumerate()
+        .map(|(i, host)| (host, port(i)))
         .map(|(host, port)| match host {
             tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
             tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),

@@ -248,6 +248,18 @@ async fn errors_never_show_the_password() {
         redacted("postgres://holt:s3cr3tpw@db.example:6543/jobs?options=-c%20x%3Dy"),
         "postgres://holt@db.example:6543/jobs"
     );
+    assert_eq!(
+        redacted("postgresql://holt:s3cr3tpw@a,b:6000/jobs"),
+        "postgres://holt@a:5432,b:6000/jobs"
+    );
+    assert_eq!(
+        redacted("host=a,b port=1,2 user=holt password=s3cr3tpw dbname=jobs"),
+        "postgres://holt@a:1,b:2/jobs"
+    );
+    assert_eq!(
+        redacted("host=a,b port=7 user=holt password=s3cr3tpw dbname=jobs"),
+        "postgres://holt@a:7,b:7/jobs"
+    );
     // Nor does a store opened with a password show it when formatted. A test URL without a
     // password reaches a server that trusts its user, which then takes any password.
     let db = ScratchDatabase::create().await;
