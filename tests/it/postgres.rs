@@ -1,6 +1,6 @@
 //! holtd on PostgreSQL (`--db postgres://...`): a job triggered, waited for, followed and read,
-//! and the same jobs read again after a restart and after a crash, each test on a database of
-//! its own on the server `HOLT_TEST_POSTGRES` names.
+//! the same jobs read again after a restart and after a crash, and secret values sealed in the
+//! database; each test on a database of its own on the server `HOLT_TEST_POSTGRES` names.
 
 use holt_storage_postgres::scratch::ScratchDatabase;
 use holt_tests::Holtd;
@@ -103,4 +103,57 @@ async fn holtd_on_postgres_needs_a_key_file_and_never_prints_the_password() {
         "{err}"
     );
     assert!(!err.contains("pw-s3cr3t"), "{err}");
+}
+
+/// Secret values are sealed before they reach PostgreSQL: a dump of the whole database holds
+/// neither the value nor anything but its sealed form, the idempotency fingerprint included,
+/// and the job runs with the value after a restart with the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_are_sealed_in_postgres() {
+    let db = ScratchDatabase::create().await;
+    let template = "allow_api = true\nplan = 'Log-Information \"pw=$Password\";'\n\
+                    [variables.Password]\nsecret = true\ndefault = \"unused-default\"\n";
+    let mut holtd = Holtd::start_on_postgres(
+        db.url(),
+        &[("secret", template), ("sleeps", templates::SLEEPS)],
+        &["--max-concurrent-jobs", "1"],
+    )
+    .await;
+    // The first job holds the only slot, so the second is still pending, its variables
+    // stored, when holtd stops.
+    holtd.trigger("template=sleeps&Seconds=60").await;
+    let reply = holtd
+        .request(
+            "GET",
+            "/api/jobs/trigger?template=secret&Password=hunter2-in-postgres",
+            &[("idempotency-key", "sealed-1")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let pending = reply.body;
+    assert_eq!(holtd.status(&pending, "").await, "Pending");
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", db.url()])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8(dump.stdout).unwrap();
+    // Variables are kept form-encoded: `holt-sealed:v1:<hex>` with its colons escaped.
+    assert!(dump.contains("Password=holt-sealed%3Av1%3A"), "{dump}");
+    assert!(
+        !dump.contains("hunter2"),
+        "a secret value is in the database:\n{dump}"
+    );
+    holtd.kill9();
+    holtd.restart().await;
+    assert_eq!(holtd.wait_terminal(&pending, "").await, "Succeeded");
+    assert_eq!(
+        holtd.logs(&pending, "").await,
+        "DEBUG: Job started from template secret.\nINFO: pw=***\nINFO: Job succeeded.\n"
+    );
 }
