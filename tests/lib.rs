@@ -1,5 +1,6 @@
 //! The end-to-end test harness: starts a real `holtd` process on `127.0.0.1:0` with a real
-//! SQLite file and template files in a temporary directory, and talks to it over real HTTP.
+//! SQLite file (or a real PostgreSQL database) and template files in a temporary directory, and
+//! talks to it over real HTTP.
 //!
 //! The harness builds `holtd` with the same cargo and profile that built the tests, so a test
 //! never runs a stale server binary.
@@ -64,6 +65,16 @@ pub struct Holtd {
 impl Holtd {
     /// Starts holtd with these templates (`(name, toml)`) and extra arguments.
     pub async fn start(templates: &[(&str, &str)], args: &[&str]) -> Holtd {
+        Holtd::start_on(None, templates, args).await
+    }
+
+    /// Starts holtd on the PostgreSQL database `url` instead of a SQLite file, with its
+    /// secrets key in its directory.
+    pub async fn start_on_postgres(url: &str, templates: &[(&str, &str)], args: &[&str]) -> Holtd {
+        Holtd::start_on(Some(url), templates, args).await
+    }
+
+    async fn start_on(db: Option<&str>, templates: &[(&str, &str)], args: &[&str]) -> Holtd {
         let dir = tempfile::tempdir().expect("temp dir");
         let template_dir = dir.path().join("templates");
         std::fs::create_dir(&template_dir).expect("templates dir");
@@ -74,7 +85,7 @@ impl Holtd {
         let mut holtd = Holtd {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
-            db: dir.path().join("holt.db"),
+            db: db.map_or_else(|| dir.path().join("holt.db"), PathBuf::from),
             dir,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
@@ -113,7 +124,7 @@ impl Holtd {
         self.restart().await;
     }
 
-    /// The database file.
+    /// The database file (or PostgreSQL URL).
     pub fn db(&self) -> PathBuf {
         self.db.clone()
     }
@@ -143,6 +154,17 @@ impl Holtd {
     }
 
     async fn spawn(&mut self) {
+        // A key beside the database is holtd's default only for a SQLite file.
+        let on_postgres = self
+            .db
+            .to_str()
+            .is_some_and(|db| db.starts_with("postgres"));
+        let key = (on_postgres && !self.args.iter().any(|a| a == "--secrets-key")).then(|| {
+            [
+                "--secrets-key".into(),
+                self.dir.path().join("holt.secrets.key"),
+            ]
+        });
         let mut child = Command::new(holtd_binary())
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -150,6 +172,7 @@ impl Holtd {
             .arg(self.db())
             .arg("--templates")
             .arg(self.dir.path().join("templates"))
+            .args(key.iter().flatten())
             .args(&self.args)
             .env("HOLT_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

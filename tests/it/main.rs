@@ -1,4 +1,5 @@
-//! End-to-end tests: a real holtd process, real SQLite files, real HTTP.
+//! End-to-end tests: a real holtd process, real SQLite files (and a real PostgreSQL server),
+//! real HTTP.
 
 #![allow(
     clippy::disallowed_methods,
@@ -15,6 +16,7 @@ mod hostile;
 mod infra;
 mod jobs;
 mod plans;
+mod postgres;
 mod protocol;
 mod reliability;
 mod remote;

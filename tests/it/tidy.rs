@@ -23,10 +23,28 @@ struct Metadata {
     direct: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// The platform this test runs on, as rustc names it.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("a host line from rustc -vV")
+        .to_owned()
+}
+
 fn metadata() -> Metadata {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only this machine's platform: the packages of others (Windows, Redox, WASM) are never
+    // downloaded by a build here, and `--offline` must not need them.
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host_triple()])
         .current_dir(workspace_root())
         .output()
         .expect("run cargo metadata");
@@ -117,7 +135,10 @@ fn pure_crates_have_no_runtime_io_or_network() {
             "hyper",
             "rusqlite",
             "r2d2",
+            "tokio-postgres",
+            "deadpool-postgres",
             "holt-storage",
+            "holt-storage-postgres",
             "holt-engine",
             "holt-http",
         ] {
@@ -134,6 +155,11 @@ fn dependencies_point_one_way() {
         ("holt-plan", &[]),
         ("holt-domain", &["holt-plan"]),
         ("holt-storage", &["holt-domain", "holt-plan"]),
+        // The second store sits beside the engine: only the server binary picks a store.
+        (
+            "holt-storage-postgres",
+            &["holt-domain", "holt-plan", "holt-storage"],
+        ),
         ("holt-engine", &["holt-domain", "holt-plan", "holt-storage"]),
         // The HTTP layer reads and follows logs through the engine, never the store.
         ("holt-http", &["holt-domain", "holt-plan", "holt-engine"]),
@@ -158,6 +184,10 @@ fn only_storage_names_the_database_and_only_http_names_hyper() {
     for (package, deps) in &meta.direct {
         for db in ["rusqlite", "r2d2", "r2d2_sqlite"] {
             let may = package == "holt-storage" || package == "holt-bench";
+            assert!(!deps.contains(db) || may, "{package} names {db}");
+        }
+        for db in ["tokio-postgres", "deadpool-postgres"] {
+            let may = package == "holt-storage-postgres";
             assert!(!deps.contains(db) || may, "{package} names {db}");
         }
         for web in ["hyper", "hyper-util", "http-body-util"] {
@@ -202,23 +232,27 @@ fn is_test_file(dir: &Path, file: &Path) -> bool {
             .any(|c| c.as_os_str() == "tests")
 }
 
-/// The concrete stores holt-storage defines: every type its non-test sources implement
+/// The storage crates: the only ones that may name a database client.
+const STORAGE_CRATES: [&str; 2] = ["holt-storage", "holt-storage-postgres"];
+
+/// The concrete stores the storage crates define: every type their non-test sources implement
 /// `JobStore` for, so that a new backend is covered by the rule below without editing it.
 fn concrete_stores(meta: &Metadata) -> BTreeSet<String> {
-    let dir = &meta.members["holt-storage"];
     let mut stores = BTreeSet::new();
-    for file in rust_files(dir) {
-        if is_test_file(dir, &file) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).unwrap();
-        const IMPL: &str = "impl JobStore for ";
-        for (at, _) in text.match_indices(IMPL) {
-            let name: String = text[at + IMPL.len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            stores.insert(name);
+    for dir in STORAGE_CRATES.map(|name| &meta.members[name]) {
+        for file in rust_files(dir) {
+            if is_test_file(dir, &file) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            const IMPL: &str = "impl JobStore for ";
+            for (at, _) in text.match_indices(IMPL) {
+                let name: String = text[at + IMPL.len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                stores.insert(name);
+            }
         }
     }
     stores
@@ -228,14 +262,13 @@ fn concrete_stores(meta: &Metadata) -> BTreeSet<String> {
 fn only_the_server_binary_constructs_a_concrete_store() {
     let meta = metadata();
     let stores = concrete_stores(&meta);
-    for expected in ["SqliteStore", "MemoryStore"] {
+    for expected in ["SqliteStore", "MemoryStore", "PgStore"] {
         assert!(stores.contains(expected), "{stores:?}");
     }
     for (package, dir) in &meta.members {
-        if matches!(
-            package.as_str(),
-            "holt-storage" | "holtd" | "holt-tests" | "holt-bench"
-        ) {
+        if STORAGE_CRATES.contains(&package.as_str())
+            || matches!(package.as_str(), "holtd" | "holt-tests" | "holt-bench")
+        {
             continue;
         }
         // Unit tests may build any store: they test against real SQLite or in memory.
@@ -282,6 +315,7 @@ fn the_http_layer_names_no_storage_type() {
             "JobStore",
             "StoreError",
             "SqliteStore",
+            "PgStore",
             "store()",
         ] {
             assert!(!text.contains(name), "{} names {name}", file.display());

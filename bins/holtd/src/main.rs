@@ -12,7 +12,8 @@ use holt_domain::TemplateCatalog;
 use holt_engine::{Engine, EngineConfig};
 use holt_http::HttpConfig;
 use holt_storage::templates::{self, LoadError};
-use holt_storage::{Durability, SqliteConfig, SqliteStore};
+use holt_storage::{Durability, JobStore, SqliteConfig, SqliteStore};
+use holt_storage_postgres::{PgConfig, PgStore};
 
 /// The port holtd listens on when `--listen` is not given.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8446";
@@ -62,12 +63,19 @@ struct ServeArgs {
     /// The address to listen on; port 0 picks a free port. The bound address is printed.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// The SQLite database file; created when missing.
-    #[arg(long, default_value = "holt.db")]
+    /// The database: a SQLite file, created when missing, or a PostgreSQL URL
+    /// (`postgres://USER@HOST:PORT/DBNAME` or `postgresql://...`, any libpq-style URL), whose
+    /// tables are created when missing.
+    #[arg(
+        long,
+        env = "HOLT_DB",
+        hide_env_values = true,
+        default_value = "holt.db"
+    )]
     db: PathBuf,
     /// The key that seals secret variable values in the database: 64 hexadecimal digits,
-    /// created (mode 0600) when missing. Default: `holt.secrets.key` in the database's
-    /// directory. A key file other users may read is refused.
+    /// created (mode 0600) when missing. Default: `holt.secrets.key` in the SQLite database's
+    /// directory; required with PostgreSQL. A key file other users may read is refused.
     #[arg(long)]
     secrets_key: Option<PathBuf>,
     /// The directory of template files (`NAME.toml`). SIGHUP loads it again.
@@ -76,8 +84,9 @@ struct ServeArgs {
     /// The most jobs that execute at once; the rest wait as Pending.
     #[arg(long, default_value_t = engine_defaults().max_concurrent_jobs)]
     max_concurrent_jobs: usize,
-    /// full: an acknowledged write is on disk. normal: it survives a crash of holtd but the
-    /// last moments may be lost on power loss.
+    /// full: an acknowledged write is on disk (with PostgreSQL: as the server's settings
+    /// promise). normal: it survives a crash of holtd but the last moments may be lost on power
+    /// loss (with PostgreSQL: should the server crash; `synchronous_commit = off`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
     /// Seconds that shutdown lets running jobs go on before stopping them.
@@ -260,12 +269,12 @@ fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode 
                 let problems =
                     holt_domain::infra_problems(&inventory, targets, credentials.as_ref());
                 for problem in &problems {
-                    eprintln!("{}: {problem}", db.display());
+                    eprintln!("{}: {problem}", shown_db(db));
                 }
                 if problems.is_empty() {
                     println!(
                         "{}: {} servers, {} roles, {} environments OK",
-                        db.display(),
+                        shown_db(db),
                         inventory.servers().count(),
                         inventory.roles().count(),
                         inventory.environments().count()
@@ -275,7 +284,7 @@ fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode 
                 }
             }
             Err(e) => {
-                eprintln!("{}: {e}", db.display());
+                eprintln!("{}: {e}", shown_db(db));
                 ok = false;
             }
         }
@@ -287,10 +296,22 @@ fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode 
     }
 }
 
+/// How a `--db` value is shown: a PostgreSQL URL without its password.
+fn shown_db(db: &Path) -> String {
+    match db.to_str() {
+        Some(url) if holt_storage_postgres::is_postgres_url(url) => {
+            holt_storage_postgres::redacted(url)
+        }
+        _ => db.display().to_string(),
+    }
+}
+
 /// The inventory of an existing database (brought to this build's schema, as a start would).
 fn read_inventory(db: &Path) -> Result<holt_domain::Inventory, String> {
-    use holt_storage::JobStore;
-    if !db.is_file() {
+    let postgres = db
+        .to_str()
+        .filter(|db| holt_storage_postgres::is_postgres_url(db));
+    if postgres.is_none() && !db.is_file() {
         return Err("no such database".to_owned());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -298,7 +319,14 @@ fn read_inventory(db: &Path) -> Result<holt_domain::Inventory, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&SqliteConfig::new(db)).map_err(|e| e.to_string())?;
+        let store: Arc<dyn JobStore> = match postgres {
+            Some(url) => Arc::new(
+                PgStore::connect(url, &PgConfig::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => Arc::new(SqliteStore::open(&SqliteConfig::new(db)).map_err(|e| e.to_string())?),
+        };
         store.inventory().await.map_err(|e| e.to_string())
     })
 }
@@ -312,21 +340,30 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("credentials not loaded:\n{e}"))?,
         None => holt_domain::Credentials::default(),
     };
-    let mut store_config = SqliteConfig::new(&args.db);
-    store_config.durability = match args.durability {
-        DurabilityArg::Full => Durability::Full,
-        DurabilityArg::Normal => Durability::Normal,
-    };
-    let key_path = args.secrets_key.clone().unwrap_or_else(|| {
-        args.db
+    let postgres = args
+        .db
+        .to_str()
+        .filter(|db| holt_storage_postgres::is_postgres_url(db));
+    let key_path = match (&args.secrets_key, postgres) {
+        (Some(path), _) => path.clone(),
+        (None, None) => args
+            .db
             .parent()
             .unwrap_or(Path::new(""))
-            .join("holt.secrets.key")
-    });
+            .join("holt.secrets.key"),
+        // A key beside the database has no place when the database is on a server, and every
+        // node on one database must seal with the same key: the operator says where it is.
+        (None, Some(_)) => {
+            return Err(
+                "with a PostgreSQL database, give --secrets-key FILE: the key that seals secret \
+                 values, kept outside the database (every node on the database uses the same one)"
+                    .to_owned(),
+            );
+        }
+    };
     let secrets_key = holt_engine::SecretsKey::load_or_create(&key_path)
         .map_err(|e| format!("cannot use the secrets key {e}"))?;
-    let store = SqliteStore::open(&store_config)
-        .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let store = open_store(&args, postgres).await?;
     let engine_config = EngineConfig {
         secrets_key,
         ..engine_config
@@ -335,7 +372,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = holt_engine::adopt_escaped_processes() {
         tracing::warn!(error = %e, "cannot adopt processes that escape their job; they may outlive it");
     }
-    let engine = Engine::start(Arc::new(store), catalog, engine_config)
+    let engine = Engine::start(store, catalog, engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -364,6 +401,31 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     engine.shutdown().await;
     tracing::info!("holtd stopped");
     Ok(())
+}
+
+/// Opens the store `--db` names: PostgreSQL for a `postgres://` or `postgresql://` URL, the
+/// SQLite file otherwise. A message names the database without its password.
+async fn open_store(args: &ServeArgs, postgres: Option<&str>) -> Result<Arc<dyn JobStore>, String> {
+    let durability = match args.durability {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
+    if let Some(url) = postgres {
+        let config = PgConfig {
+            durability,
+            ..PgConfig::default()
+        };
+        let store = PgStore::connect(url, &config)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", holt_storage_postgres::redacted(url)))?;
+        tracing::info!(db = %holt_storage_postgres::redacted(url), "the database is PostgreSQL");
+        return Ok(Arc::new(store));
+    }
+    let mut config = SqliteConfig::new(&args.db);
+    config.durability = durability;
+    let store = SqliteStore::open(&config)
+        .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// The engine's and the HTTP server's configuration from the command line, refused whole when

@@ -9,8 +9,11 @@
 //! suite, compiled for this crate's tests and with the `conformance` feature. Nothing outside
 //! this crate names rusqlite or r2d2. This crate may depend on `holt-domain`; it must not depend
 //! on the engine or the HTTP layer. Template files are read here too: they are the other thing
-//! Holt keeps on disk.
+//! Holt keeps on disk. `backend` holds what every database backend shares (how variables and log
+//! chunks are kept in a row, how entries are cut into chunks and pages read back from them, the
+//! log budget), so that the PostgreSQL store in `holt-storage-postgres` keeps the same rows.
 
+pub mod backend;
 mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

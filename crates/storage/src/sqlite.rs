@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, TemplateName, Variables};
+use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, TemplateName};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::backend::{self, EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables};
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
-mod chunks;
-use chunks::IntoEntry;
 mod committed;
 mod infra;
 use committed::Committed;
@@ -84,16 +83,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many commands may wait for the writer before senders wait for room.
 const QUEUE_CAPACITY: usize = 8192;
-
-/// The most bytes of log entries that may be handed to the writer and not yet committed, all
-/// jobs together. A count of commands alone does not bound memory (one command may hold one
-/// short line or thousands of long ones), so an append first takes its size from this budget
-/// and waits while it is spent: a job printing faster than the disk takes is held back, and
-/// through its pipe so is its program. The writer gives the bytes back as it commits.
-const LOG_BUDGET_BYTES: usize = 8 * 1024 * 1024;
-
-/// What an entry costs the budget besides its text: the entry itself and its allocation.
-const ENTRY_OVERHEAD: usize = 96;
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.
@@ -252,17 +241,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
-        // An append larger than the whole budget takes all of it, so it still goes through,
-        // alone.
-        let cost = entries
-            .iter()
-            .map(|e| e.text.len() + ENTRY_OVERHEAD)
-            .sum::<usize>()
-            .min(LOG_BUDGET_BYTES);
         let budget = self
             .log_budget
             .clone()
-            .acquire_many_owned(cost as u32)
+            .acquire_many_owned(backend::log_cost(&entries))
             .await
             .map_err(|_| StoreError::Closed)?;
         self.send(Command::AppendLogs {
@@ -410,33 +392,22 @@ fn read_entries(
          WHERE job_id = ?1 AND last_seq >= ?2 ORDER BY last_seq",
     )?;
     let mut rows = stmt.query(params![token.id() as i64, from_seq as i64])?;
-    let mut entries = Vec::new();
-    let mut size = 0;
+    let mut page = EntryPage::new(from_seq, limit, max_bytes);
     while let Some(row) = rows.next()? {
         let first: i64 = row.get(0)?;
         let packed = row
             .get_ref(1)?
             .as_str()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for (i, entry) in chunks::unpack(packed)?.into_iter().enumerate() {
-            let seq = first as u64 + i as u64;
-            if seq < from_seq {
-                continue;
-            }
-            size += entry.3.len();
-            if entries.len() >= limit || (size > max_bytes && !entries.is_empty()) {
-                return Ok(entries);
-            }
-            entries.push(entry.into_entry(seq)?);
+        if !page.push_chunk(first as u64, packed)? {
+            break;
         }
     }
-    Ok(entries)
+    Ok(page.into_entries())
 }
 
 /// Entries `from_seq..before_seq` in the Otter text form, as many as fit in `max_bytes` (at
-/// least one), and the last one's sequence number. A chunk's stored text is copied as it is,
-/// whole or cut at line ends (each entry is one line); a chunk stored before control characters
-/// were escaped is rendered again from its entries, so every body has the same form.
+/// least one), and the last one's sequence number (see [`TextPage`]).
 fn read_text(
     conn: &Connection,
     token: JobToken,
@@ -453,8 +424,7 @@ fn read_text(
         from_seq as i64,
         before_seq.min(i64::MAX as u64) as i64
     ])?;
-    let mut body = String::new();
-    let mut last = None;
+    let mut page = TextPage::new(token, from_seq, before_seq, max_bytes);
     while let Some(row) = rows.next()? {
         let first = row.get::<_, i64>(0)? as u64;
         let chunk_last = row.get::<_, i64>(1)? as u64;
@@ -462,57 +432,16 @@ fn read_text(
             .get_ref(2)?
             .as_str()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rendered;
-        let text = if holt_domain::body_is_escaped(stored) {
-            stored
-        } else {
-            let packed = row
-                .get_ref(3)?
+        let packed = || {
+            row.get_ref(3)?
                 .as_str()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let mut out = String::with_capacity(stored.len() + 64);
-            for entry in chunks::unpack(packed)? {
-                holt_domain::format_line(&mut out, LogLevel::from_code(entry.0)?, &entry.3);
-            }
-            rendered = out;
-            rendered.as_str()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
         };
-        let wanted_last = chunk_last.min(before_seq.saturating_sub(1));
-        if first >= from_seq && chunk_last == wanted_last && body.len() + text.len() <= max_bytes {
-            body.push_str(text);
-            last = Some(chunk_last);
-            if body.len() >= max_bytes {
-                break;
-            }
-            continue;
-        }
-        // Part of the chunk: its lines from `from_seq` up to `before_seq` or the byte limit.
-        let mut seq = first;
-        let mut full = false;
-        for line in text.split_inclusive('\n') {
-            if seq > wanted_last {
-                break;
-            }
-            if seq >= from_seq {
-                if body.len() + line.len() > max_bytes && last.is_some() {
-                    full = true;
-                    break;
-                }
-                body.push_str(line);
-                last = Some(seq);
-            }
-            seq += 1;
-        }
-        if seq <= wanted_last && !full {
-            return Err(StoreError::Corrupt(format!(
-                "log chunk of job {token} from {first} has fewer lines than entries"
-            )));
-        }
-        if full || chunk_last > wanted_last {
+        if !page.push_chunk(first, chunk_last, stored, packed)? {
             break;
         }
     }
-    Ok((body, last))
+    Ok(page.finish())
 }
 
 type JobRow = Result<JobRecord, StoreError>;
@@ -539,22 +468,6 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
             finished_ms,
         })
     })())
-}
-
-/// Variables are kept as one form-encoded text: a format the HTTP layer speaks already, that
-/// keeps every value byte for byte.
-fn encode_variables(vars: &Variables) -> String {
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    serde_urlencoded::to_string(pairs).unwrap_or_default()
-}
-
-fn decode_variables(text: &str) -> Result<Variables, StoreError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("job variables: {e}")))?;
-    pairs
-        .into_iter()
-        .map(|(k, v)| Ok((k.parse()?, v)))
-        .collect()
 }
 
 fn delete_finished(

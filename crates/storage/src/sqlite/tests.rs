@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use holt_domain::Variables;
+
 use super::*;
 
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
@@ -262,7 +264,7 @@ async fn long_entries_beyond_the_log_budget_are_all_kept_in_bounded_chunks() {
         .await
         .unwrap();
     assert!(
-        largest as usize <= super::chunks::MAX_CHUNK_BYTES + 80 * 8,
+        largest as usize <= crate::backend::MAX_CHUNK_BYTES + 80 * 8,
         "a chunk holds {largest} bytes"
     );
 }

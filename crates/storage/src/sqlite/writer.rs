@@ -10,9 +10,8 @@ use holt_domain::{JobStatus, JobToken, LogEntry};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::chunks::{MAX_CHUNK, MAX_CHUNK_BYTES};
 use super::committed::Committed;
-use super::encode_variables;
+use crate::backend::{encode_variables, runs};
 use crate::{Created, NewJob, StoreError};
 
 type Ack<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -394,36 +393,12 @@ fn update_status(
 
 const CHUNK_INSERT: &str = "INSERT INTO log_chunks (job_id, first_seq, last_seq, body, entries) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// Splits a job's entries into runs of consecutive sequence numbers of at most `MAX_CHUNK`
-/// entries and `MAX_CHUNK_BYTES` of text each (a longer entry makes a run of its own).
-fn runs<'a, 'b>(entries: &'b [&'a LogEntry]) -> impl Iterator<Item = &'b [&'a LogEntry]> {
-    let mut rest = entries;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut end = 1;
-        let mut bytes = rest[0].text.len();
-        while end < rest.len()
-            && end < MAX_CHUNK
-            && rest[end].seq == rest[end - 1].seq + 1
-            && bytes + rest[end].text.len() <= MAX_CHUNK_BYTES
-        {
-            bytes += rest[end].text.len();
-            end += 1;
-        }
-        let (run, tail) = rest.split_at(end);
-        rest = tail;
-        Some(run)
-    })
-}
-
 fn insert_chunk(
     stmt: &mut rusqlite::CachedStatement<'_>,
     token: JobToken,
     run: &[&LogEntry],
 ) -> Result<(), StoreError> {
-    let (body, packed) = super::chunks::pack(run);
+    let (body, packed) = crate::backend::pack(run);
     stmt.execute(params![
         token.id() as i64,
         run[0].seq as i64,

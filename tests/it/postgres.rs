@@ -1,0 +1,159 @@
+//! holtd on PostgreSQL (`--db postgres://...`): a job triggered, waited for, followed and read,
+//! the same jobs read again after a restart and after a crash, and secret values sealed in the
+//! database; each test on a database of its own on the server `HOLT_TEST_POSTGRES` names.
+
+use holt_storage_postgres::scratch::ScratchDatabase;
+use holt_tests::Holtd;
+
+use crate::templates;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holtd_on_postgres_runs_jobs_and_keeps_them_across_restarts() {
+    let db = ScratchDatabase::create().await;
+    let mut holtd = Holtd::start_on_postgres(db.url(), &templates::all(), &[]).await;
+    let expected = "DEBUG: Job started from template ablast.\n\
+                    INFO: Deploying to ABLSV1\n\
+                    INFO: Notifying ops@example.com\n\
+                    INFO: Job succeeded.\n";
+    let token = holtd
+        .trigger("template=ablast&TargetServer=ABLSV1&SendNotification=ops@example.com")
+        .await;
+    // The waiter is woken by the job's end, committed to PostgreSQL.
+    let reply = holtd
+        .get(&format!("/api/jobs/status?token={token}&wait=20"))
+        .await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "Succeeded"));
+    assert_eq!(holtd.logs(&token, "").await, expected);
+
+    // A follower gets every line as it is committed, and the body ends with the job.
+    let sleeper = holtd.trigger("template=sleeps&Seconds=1").await;
+    let followed = holtd.logs(&sleeper, "&follow=true").await;
+    assert_eq!(
+        followed,
+        "DEBUG: Job started from template sleeps.\n\
+         INFO: sleeping 1\n\
+         INFO: awake\n\
+         INFO: Job succeeded.\n"
+    );
+
+    // A clean restart reads the same jobs back.
+    assert!(holtd.terminate().success(), "{}", holtd.server_log());
+    holtd.restart().await;
+    assert_eq!(holtd.status(&token, "").await, "Succeeded");
+    assert_eq!(holtd.logs(&token, "").await, expected);
+    assert_eq!(holtd.status(&sleeper, "").await, "Succeeded");
+
+    // After a crash, the job that was executing is failed with the explanatory line, and new
+    // tokens follow the old ones.
+    let running = holtd.trigger("template=sleeps&Seconds=60").await;
+    holtd.wait_log(&running, "INFO: sleeping 60\n").await;
+    holtd.kill9();
+    holtd.restart().await;
+    assert_eq!(holtd.status(&running, "").await, "Error");
+    assert_eq!(
+        holtd.logs(&running, "").await,
+        "DEBUG: Job started from template sleeps.\n\
+         INFO: sleeping 60\n\
+         ERROR: The server stopped while this job was executing; the job did not finish.\n"
+    );
+    let next = holtd.trigger("template=hdars&key=secure123").await;
+    assert_ne!(next, running);
+    assert_eq!(
+        holtd.wait_terminal(&next, "&key=secure123").await,
+        "Succeeded"
+    );
+    let log = holtd.server_log();
+    assert!(log.contains("the database is PostgreSQL"), "{log}");
+}
+
+/// With PostgreSQL, holtd wants the secrets key's place said (it cannot go beside the
+/// database), and a URL's password never reaches its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holtd_on_postgres_needs_a_key_file_and_never_prints_the_password() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(holt_tests::holtd_binary())
+            .args(["--listen", "127.0.0.1:0", "--templates"])
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["--db", "postgres://holt:pw-s3cr3t@127.0.0.1:5432/holt"]);
+    assert!(!ok);
+    assert!(err.contains("give --secrets-key FILE"), "{err}");
+    let key = dir.path().join("key");
+    let key = key.to_str().unwrap();
+    // Nothing listens on port 1.
+    let (ok, err) = run(&[
+        "--db",
+        "postgresql://holt:pw-s3cr3t@127.0.0.1:1/holt",
+        "--secrets-key",
+        key,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("cannot open postgres://holt@127.0.0.1:1/holt:"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-s3cr3t"), "{err}");
+}
+
+/// Secret values are sealed before they reach PostgreSQL: a dump of the whole database holds
+/// neither the value nor anything but its sealed form, the idempotency fingerprint included,
+/// and the job runs with the value after a restart with the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_are_sealed_in_postgres() {
+    let db = ScratchDatabase::create().await;
+    let template = "allow_api = true\nplan = 'Log-Information \"pw=$Password\";'\n\
+                    [variables.Password]\nsecret = true\ndefault = \"unused-default\"\n";
+    let mut holtd = Holtd::start_on_postgres(
+        db.url(),
+        &[("secret", template), ("sleeps", templates::SLEEPS)],
+        &["--max-concurrent-jobs", "1"],
+    )
+    .await;
+    // The first job holds the only slot, so the second is still pending, its variables
+    // stored, when holtd stops.
+    holtd.trigger("template=sleeps&Seconds=60").await;
+    let reply = holtd
+        .request(
+            "GET",
+            "/api/jobs/trigger?template=secret&Password=hunter2-in-postgres",
+            &[("idempotency-key", "sealed-1")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let pending = reply.body;
+    assert_eq!(holtd.status(&pending, "").await, "Pending");
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", db.url()])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8(dump.stdout).unwrap();
+    // Variables are kept form-encoded: `holt-sealed:v1:<hex>` with its colons escaped.
+    assert!(dump.contains("Password=holt-sealed%3Av1%3A"), "{dump}");
+    assert!(
+        !dump.contains("hunter2"),
+        "a secret value is in the database:\n{dump}"
+    );
+    holtd.kill9();
+    holtd.restart().await;
+    assert_eq!(holtd.wait_terminal(&pending, "").await, "Succeeded");
+    assert_eq!(
+        holtd.logs(&pending, "").await,
+        "DEBUG: Job started from template secret.\nINFO: pw=***\nINFO: Job succeeded.\n"
+    );
+}
