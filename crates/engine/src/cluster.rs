@@ -154,7 +154,7 @@ impl Engine {
                 ended.await;
             }
             loop {
-                match cluster.join(&node.name, period).await {
+                match cluster.join(&node.name, period, INTERRUPTED_MESSAGE).await {
                     Ok(lease) => {
                         tracing::info!(node = %node.name, generation = lease.generation, "joined again");
                         *lock(&node.lease) = lease;

@@ -109,7 +109,9 @@ impl Engine {
                     .node_name
                     .clone()
                     .unwrap_or_else(crate::cluster::default_node_name);
-                let lease = cluster.join(&name, config.node_lease).await?;
+                let lease = cluster
+                    .join(&name, config.node_lease, INTERRUPTED_MESSAGE)
+                    .await?;
                 tracing::info!(node = %name, generation = lease.generation, "joined the cluster");
                 (None, Some(crate::cluster::Node::new(name, lease)))
             }

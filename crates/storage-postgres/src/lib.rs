@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
+mod cluster;
 mod committed;
 mod error;
 mod infra;
@@ -77,6 +78,11 @@ pub struct PgStore {
     log_budget: Arc<Semaphore>,
     /// Followed jobs, told of each commit by the writer and the listener.
     committed: Arc<Committed>,
+    /// Connections for the cluster's own transactions (leases, claims, cancels), so that they
+    /// neither wait behind the writer's batches nor take the reads' connections.
+    cluster_pool: Pool,
+    /// The notification channel of the database.
+    channel: Arc<str>,
     _tasks: Arc<Tasks>,
 }
 
@@ -169,6 +175,7 @@ impl PgStore {
         let committed = Arc::new(Committed::default());
         let stop = CancellationToken::new();
         let (ready, listening) = oneshot::channel();
+        let pg_for_cluster = pg.clone();
         tokio::spawn(listener::run(
             pg,
             channel.clone(),
@@ -181,13 +188,21 @@ impl PgStore {
         // watchers.
         listening.await.map_err(|_| StoreError::Closed)??;
         let (commands, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer::run(writes, receiver, committed.clone(), channel));
+        let cluster_pool = pool(&pg_for_cluster, config.read_connections.max(1), config)?;
+        tokio::spawn(writer::run(
+            writes,
+            receiver,
+            committed.clone(),
+            channel.clone(),
+        ));
         Ok(PgStore {
             commands,
             instance: instance.into(),
             reads,
             log_budget: Arc::new(Semaphore::new(LOG_BUDGET_BYTES)),
             committed,
+            cluster_pool,
+            channel: channel.into(),
             _tasks: Arc::new(Tasks { stop }),
         })
     }
@@ -265,6 +280,10 @@ const CHUNKS_PER_QUERY: i64 = 4;
 impl JobStore for PgStore {
     fn instance_id(&self) -> &str {
         &self.instance
+    }
+
+    fn cluster(&self) -> Option<&dyn holt_storage::ClusterStore> {
+        Some(self)
     }
 
     async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {

@@ -48,6 +48,8 @@ pub(crate) async fn run(
                     Some(ready) => drop(ready.send(Ok(()))),
                     None => {
                         tracing::info!("listening for commit notices again");
+                        // Jobs may have been created or ended meanwhile.
+                        committed.wake_work();
                         // Whatever was committed while nobody listened.
                         if let Err(e) = catch_up(&reads, &committed).await {
                             tracing::warn!(error = %e, "cannot bring followed jobs up to date");
@@ -120,7 +122,10 @@ async fn listen(
 /// Moves every watch to what is committed now: its job's log as far as it goes, and closed if
 /// the job has ended or is gone.
 async fn catch_up(reads: &Pool, committed: &Committed) -> Result<(), StoreError> {
-    let watched = committed.watched();
+    let mut watched = committed.watched();
+    watched.extend(committed.watched_statuses());
+    watched.sort_unstable();
+    watched.dedup();
     if watched.is_empty() {
         return Ok(());
     }

@@ -60,6 +60,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         body     TEXT NOT NULL,
         PRIMARY KEY (kind, name_key)
     );",
+    // 2: nodes of a cluster, each with its lease; the lease generation that claimed an
+    // executing job; the index admission and claims count a template's jobs by.
+    "CREATE TABLE nodes (
+        generation BIGINT      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name       TEXT        NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX nodes_expiry ON nodes (expires_at);
+    ALTER TABLE jobs ADD COLUMN owner BIGINT;
+    CREATE INDEX jobs_owned ON jobs (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX jobs_template_unfinished ON jobs (template, status, id) WHERE status IN (0, 1);",
 ];
 
 /// The schema version this build writes.

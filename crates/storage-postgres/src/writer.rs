@@ -10,7 +10,7 @@ use std::time::Duration;
 use deadpool_postgres::{Object, Pool, Transaction};
 use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, LogLevel, ScopePath};
 use holt_storage::backend::{encode_variables, pack, runs};
-use holt_storage::{Created, NewJob, Recovery, RetentionRule, StoreError};
+use holt_storage::{Admitted, Created, NewJob, Policy, Recovery, RetentionRule, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::committed::{Committed, Event, payloads};
@@ -61,6 +61,13 @@ pub(crate) enum Command {
         at_ms: i64,
         ack: Ack<Recovery>,
     },
+    /// A trigger on a node of a cluster: admission under the queue's and the template's locks,
+    /// then the job, in the batch's transaction.
+    Admit {
+        job: NewJob,
+        policy: Policy,
+        ack: Ack<Admitted>,
+    },
 }
 
 /// What a command produced inside the transaction, answered once the commit's fate is known.
@@ -70,6 +77,7 @@ enum Outcome {
     Count(Result<usize, StoreError>),
     Inventory(Result<Inventory, StoreError>),
     Recovery(Result<Recovery, StoreError>),
+    Admitted(Result<Admitted, StoreError>),
     None,
 }
 
@@ -84,6 +92,7 @@ impl Command {
             (Command::PruneIdempotency { ack, .. }, Outcome::Count(r)) => drop(ack.send(r)),
             (Command::ChangeInventory { ack, .. }, Outcome::Inventory(r)) => drop(ack.send(r)),
             (Command::Recover { ack, .. }, Outcome::Recovery(r)) => drop(ack.send(r)),
+            (Command::Admit { ack, .. }, Outcome::Admitted(r)) => drop(ack.send(r)),
             _ => {}
         }
     }
@@ -98,6 +107,7 @@ impl Command {
             }
             Command::ChangeInventory { .. } => Outcome::Inventory(Err(e)),
             Command::Recover { .. } => Outcome::Recovery(Err(e)),
+            Command::Admit { .. } => Outcome::Admitted(Err(e)),
             Command::AppendLogs { .. } => Outcome::None,
         }
     }
@@ -115,6 +125,7 @@ impl Command {
             }
             Command::ChangeInventory { ack, .. } => drop(ack.send(Err(e()))),
             Command::Recover { ack, .. } => drop(ack.send(Err(e()))),
+            Command::Admit { ack, .. } => drop(ack.send(Err(e()))),
             command @ (Command::SetStatus { .. } | Command::AppendLogs { .. }) => {
                 return Some(command);
             }
@@ -186,6 +197,9 @@ pub(crate) async fn run(
                 // New jobs are refused at once while the database cannot be written: the client
                 // hears so now, and nothing of the job exists.
                 (Some(reason), Command::CreateJob { ack, .. }) => {
+                    let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                (Some(reason), Command::Admit { ack, .. }) => {
                     let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
                 }
                 (_, command) => batch.push(command),
@@ -402,18 +416,25 @@ async fn apply(
         Command::Recover { message, at_ms, .. } => {
             Outcome::Recovery(recover(tx, message, *at_ms, events).await?)
         }
+        Command::Admit { job, policy, .. } => {
+            let admitted = crate::cluster::admit(tx, job, policy).await?;
+            if let Ok(Admitted::Created(token)) = admitted {
+                events.push(Event::Created { token });
+            }
+            Outcome::Admitted(admitted)
+        }
     })
 }
 
 /// A job id as a token; ids come from an identity column, so they are positive.
-fn token_of(id: i64) -> Result<JobToken, StoreError> {
+pub(crate) fn token_of(id: i64) -> Result<JobToken, StoreError> {
     u64::try_from(id)
         .ok()
         .and_then(JobToken::new)
         .ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))
 }
 
-async fn create_job(
+pub(crate) async fn create_job(
     tx: &Transaction<'_>,
     job: &NewJob,
 ) -> Result<Result<Created, StoreError>, tokio_postgres::Error> {
@@ -535,7 +556,7 @@ async fn set_status(
 }
 
 /// Writes a job's entries as chunks; false (and nothing written) when the job does not exist.
-async fn write_chunks(
+pub(crate) async fn write_chunks(
     tx: &Transaction<'_>,
     token: JobToken,
     entries: &[&LogEntry],

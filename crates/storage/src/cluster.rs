@@ -69,8 +69,15 @@ pub enum CancelRequest {
 /// The cluster side of a shared store.
 #[async_trait]
 pub trait ClusterStore: Send + Sync + std::fmt::Debug {
-    /// Grants this node a lease of `duration` under `node` (a name for people).
-    async fn join(&self, node: &str, duration: Duration) -> Result<Lease, StoreError>;
+    /// Grants this node a lease of `duration` under `node`. A node already holding a lease
+    /// under that name is taken to be this node's previous life: its executing jobs end
+    /// `Error` at once, `message` their last log line.
+    async fn join(
+        &self,
+        node: &str,
+        duration: Duration,
+        message: &str,
+    ) -> Result<Lease, StoreError>;
 
     /// Extends a lease by `duration` from now. `false`: the lease had already run out or was
     /// settled, and the node must stop its jobs and join again.
