@@ -157,3 +157,168 @@ async fn secret_values_are_sealed_in_postgres() {
         "DEBUG: Job started from template secret.\nINFO: pw=***\nINFO: Job succeeded.\n"
     );
 }
+
+/// `holtd migrate` copies a SQLite database into an empty PostgreSQL one: the same tokens with
+/// the same statuses and logs (a long one in several chunks), idempotency keys, secrets still
+/// sealed under the same key, servers and roles; a job interrupted by a crash arrives ended;
+/// new tokens follow the old; a database that is not empty is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holtd_migrate_copies_a_sqlite_database_into_postgres() {
+    let admin = "migrate-admin";
+    let digest = holt_tests::sha256_hex(admin);
+    let mut templates = templates::all();
+    let long =
+        templates::with_plan("foreach $i in @Range(1, 9000) { Log-Information \"line $i\"; }");
+    templates.push(("long", &long));
+    let mut holtd = Holtd::start(&templates, &["--admin-key-sha256", &digest]).await;
+    let infra = |path: &'static str, body: &'static str| {
+        let holtd = &holtd;
+        async move {
+            let reply = holtd
+                .request(
+                    "POST",
+                    &format!("/api/infrastructure/{path}"),
+                    &[("x-apikey", admin), ("content-type", "application/json")],
+                    body,
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+    };
+    infra("roles/create/web", "{}").await;
+    infra(
+        "servers/create/web1",
+        r#"{"serverType":"local","roles":["web"],"variables":{"Port":"8080"}}"#,
+    )
+    .await;
+    let done = holtd
+        .trigger("template=ablast&TargetServer=ABLSV1&SendNotification=ops@example.com")
+        .await;
+    let lines = holtd.trigger("template=long").await;
+    let keyed = holtd
+        .request(
+            "GET",
+            "/api/jobs/trigger?template=hdars&key=secure123",
+            &[("Idempotency-Key", "nightly-1")],
+            "",
+        )
+        .await;
+    assert_eq!(keyed.status, 200);
+    for token in [&done, &lines, &keyed.body] {
+        holtd.wait_terminal(token, "&key=secure123").await;
+    }
+    let running = holtd.trigger("template=sleeps&Seconds=60").await;
+    holtd.wait_log(&running, "INFO: sleeping 60\n").await;
+    let before: Vec<(String, String)> = {
+        let mut out = Vec::new();
+        for token in [&done, &lines, &keyed.body] {
+            out.push((
+                holtd.status(token, "&key=secure123").await,
+                holtd.logs(token, "&key=secure123").await,
+            ));
+        }
+        out
+    };
+    let servers_before = holtd
+        .request(
+            "POST",
+            "/api/infrastructure/servers/list",
+            &[("x-apikey", admin)],
+            "",
+        )
+        .await
+        .body;
+    // The server stops the hard way, leaving a job executing in the file.
+    holtd.kill9();
+    let sqlite = holtd.db();
+    let key = sqlite.parent().unwrap().join("holt.secrets.key");
+
+    let db = ScratchDatabase::create().await;
+    let migrate = || {
+        std::process::Command::new(holt_tests::holtd_binary())
+            .arg("migrate")
+            .arg("--from")
+            .arg(&sqlite)
+            .arg("--to")
+            .arg(db.url())
+            .output()
+            .unwrap()
+    };
+    let output = migrate();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("copied 4 jobs (1 interrupted ones ended first)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("idempotency keys and 2 servers, roles and environments"),
+        "{stdout}"
+    );
+
+    let node = Holtd::start_on_postgres(
+        db.url(),
+        &templates,
+        &[
+            "--admin-key-sha256",
+            &digest,
+            "--secrets-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for (token, (status, log)) in [&done, &lines, &keyed.body].iter().zip(&before) {
+        assert_eq!(&node.status(token, "&key=secure123").await, status);
+        assert_eq!(&node.logs(token, "&key=secure123").await, log);
+    }
+    assert_eq!(before[1].1.lines().count(), 9002);
+    assert_eq!(node.status(&running, "").await, "Error");
+    assert!(node.logs(&running, "").await.ends_with(
+        "ERROR: The server stopped while this job was executing; the job did not finish.\n"
+    ));
+    let again = node
+        .request(
+            "GET",
+            "/api/jobs/trigger?template=hdars&key=secure123",
+            &[("Idempotency-Key", "nightly-1")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, keyed.body.as_str())
+    );
+    let servers_after = node
+        .request(
+            "POST",
+            "/api/infrastructure/servers/list",
+            &[("x-apikey", admin)],
+            "",
+        )
+        .await
+        .body;
+    assert_eq!(servers_after, servers_before);
+    let next = node.trigger("template=hdars&key=secure123").await;
+    assert!(
+        next.parse::<u64>().unwrap() > running.parse::<u64>().unwrap(),
+        "{next}"
+    );
+    assert_eq!(
+        node.wait_terminal(&next, "&key=secure123").await,
+        "Succeeded"
+    );
+
+    // The target now holds jobs: a second copy is refused, naming why.
+    let output = migrate();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already holds jobs or infrastructure"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("password"), "{stderr}");
+}

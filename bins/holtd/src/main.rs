@@ -1,6 +1,8 @@
 //! holtd: the Holt server. It reads its configuration, opens the store, loads the templates,
 //! starts the engine and serves HTTP until SIGINT or SIGTERM; nothing else lives here.
 
+mod migrate;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +48,17 @@ enum Command {
         /// checked against.
         #[arg(long)]
         db: Option<PathBuf>,
+    },
+    /// Copies a SQLite database (jobs with their tokens, logs, idempotency keys, servers, roles
+    /// and environments) into an empty PostgreSQL database, for a cluster of nodes. Stop the
+    /// server using the SQLite file first.
+    Migrate {
+        /// The SQLite database file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database: postgres://USER@HOST:PORT/DBNAME.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -205,6 +218,7 @@ fn main() -> ExitCode {
             credentials,
             db,
         }) => check(&templates, credentials.as_deref(), db.as_deref()),
+        Some(Command::Migrate { from, to }) => migrate::run(&from, &to),
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .thread_stack_size(holt_engine::WORKER_STACK_BYTES)

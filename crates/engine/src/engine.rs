@@ -21,7 +21,7 @@ use crate::queue::{Admission, JobQueue, Place, QueuedJob};
 use crate::sync::lock;
 
 /// The line a job gets when a previous process stopped while it ran.
-pub(crate) const INTERRUPTED_MESSAGE: &str =
+pub const INTERRUPTED_MESSAGE: &str =
     "The server stopped while this job was executing; the job did not finish.";
 
 /// The line a job gets when this process shuts down before it finishes.

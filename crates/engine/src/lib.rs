@@ -30,7 +30,7 @@ mod tests;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
-pub use engine::{Canceled, Engine, Triggered};
+pub use engine::{Canceled, Engine, INTERRUPTED_MESSAGE, Triggered};
 pub use error::EngineError;
 pub use interp::error::WORKER_STACK_BYTES;
 pub use logs::{LogFollower, TextPage};

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 mod cluster;
 mod committed;
 mod error;
+mod import;
 mod infra;
 mod listener;
 mod migrations;

@@ -18,6 +18,7 @@ mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod credentials;
+pub mod dump;
 mod error;
 mod memory;
 mod sqlite;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backend::{self, EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables};
-use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
+use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError, dump};
 
 mod committed;
 mod infra;
@@ -172,6 +172,107 @@ impl SqliteStore {
                     drop(ack.send(answer));
                 })
             }))
+        })
+        .await
+    }
+
+    /// The next `limit` jobs after token `after` (0 for the first), with their idempotency keys,
+    /// as stored: a page of a copy of the whole database (`holtd migrate`).
+    pub async fn dump_jobs(&self, after: i64, limit: usize) -> Result<dump::Batch, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut batch = dump::Batch::default();
+            let mut jobs = conn.prepare(
+                "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = jobs.query_map(rusqlite::params![after, limit], |row| {
+                Ok(dump::JobRow {
+                    id: row.get(0)?,
+                    template: row.get(1)?,
+                    plan: row.get(2)?,
+                    variables: row.get(3)?,
+                    status: row.get(4)?,
+                    created_ms: row.get(5)?,
+                    started_ms: row.get(6)?,
+                    finished_ms: row.get(7)?,
+                })
+            })?;
+            for row in rows {
+                batch.jobs.push(row?);
+            }
+            let (Some(first), Some(last)) = (batch.jobs.first(), batch.jobs.last()) else {
+                return Ok(batch);
+            };
+            let (first, last) = (first.id, last.id);
+            let mut keys = conn.prepare(
+                "SELECT key, fingerprint, job_id, created_ms FROM idempotency
+                 WHERE job_id BETWEEN ?1 AND ?2",
+            )?;
+            let rows = keys.query_map(rusqlite::params![first, last], |row| {
+                Ok(dump::KeyRow {
+                    key: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                    job_id: row.get(2)?,
+                    created_ms: row.get(3)?,
+                })
+            })?;
+            for row in rows {
+                batch.keys.push(row?);
+            }
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// The next `limit` log chunks after `(job, last_seq)` in that order, as stored: a page of
+    /// a copy of every log, bounded however long one job's log is.
+    pub async fn dump_chunks(
+        &self,
+        after: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<dump::ChunkRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut chunks = conn.prepare(
+                "SELECT job_id, first_seq, last_seq, body, entries FROM log_chunks
+                 WHERE (job_id, last_seq) > (?1, ?2) ORDER BY job_id, last_seq LIMIT ?3",
+            )?;
+            let rows = chunks.query_map(rusqlite::params![after.0, after.1, limit], |row| {
+                Ok(dump::ChunkRow {
+                    job_id: row.get(0)?,
+                    first_seq: row.get(1)?,
+                    last_seq: row.get(2)?,
+                    body: row.get(3)?,
+                    entries: row.get(4)?,
+                })
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The infrastructure model's rows, as stored.
+    pub async fn dump_infra(&self) -> Result<Vec<dump::InfraRow>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare("SELECT kind, name_key, body FROM infra ORDER BY kind, name_key")?;
+            let rows = statement.query_map([], |row| {
+                Ok(dump::InfraRow {
+                    kind: row.get(0)?,
+                    name_key: row.get(1)?,
+                    body: row.get(2)?,
+                })
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?);
+            }
+            Ok(out)
         })
         .await
     }
