@@ -164,6 +164,13 @@ async fn any_node_answers_waits_follows_and_cancels_for_any_job() {
     }
     let waiting = a.trigger("template=idle").await;
     assert_eq!(b.status(&waiting, "").await, "Pending");
+    // Each node's metrics name it and count the cluster's queue.
+    let metrics = b.get("/metrics").await.body;
+    assert!(metrics.contains("holt_queue_depth 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("holt_node{name=\"node-1\",generation=\""),
+        "{metrics}"
+    );
     let reply = b
         .request(
             "POST",

@@ -213,9 +213,28 @@ impl Engine {
     }
 
     /// Appends the engine's gauges and counters in the Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// On a node of a cluster, the jobs are this node's, the queue depth is the cluster's
+    /// (pending jobs in the database), and `holt_node` names the node and its lease.
+    pub async fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
-        let (depth, jobs) = self.inner.queue.counts();
+        let (mut depth, jobs) = self.inner.queue.counts();
+        if let Some((cluster, node)) = self.node() {
+            match cluster.pending().await {
+                Ok(pending) => depth = pending,
+                Err(e) => tracing::warn!(error = %e, "cannot count the cluster's pending jobs"),
+            }
+            let lease = node.lease();
+            out.push_str(
+                "# HELP holt_node This node of the cluster and its lease's generation.\n\
+                 # TYPE holt_node gauge\n",
+            );
+            let _ = writeln!(
+                out,
+                "holt_node{{name=\"{}\",generation=\"{}\"}} 1",
+                crate::metrics::escape(&node.name),
+                lease.generation
+            );
+        }
         out.push_str("# HELP holt_jobs Jobs not yet ended, by status and template.\n");
         out.push_str("# TYPE holt_jobs gauge\n");
         for ((template, status), count) in &jobs {

@@ -226,15 +226,15 @@ async fn route_request(
                 Ok(()) => Ok(text(StatusCode::OK, "ok")),
                 Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             },
-            Endpoint::Metrics => Ok(metrics(&app)),
+            Endpoint::Metrics => Ok(metrics(&app).await),
         },
     };
     result.unwrap_or_else(Refusal::into_response)
 }
 
-fn metrics(app: &App) -> Response<Body> {
+async fn metrics(app: &App) -> Response<Body> {
     let mut out = String::new();
-    app.engine.render_metrics(&mut out);
+    app.engine.render_metrics(&mut out).await;
     app.metrics.render(&mut out);
     let mut response = text(StatusCode::OK, out);
     response.headers_mut().insert(
