@@ -331,13 +331,13 @@ async fn a_paused_node_cannot_write_over_its_settled_job() {
     assert!(log.contains(INTERRUPTED), "{log}");
 }
 
-/// SIGTERM drains one node: it finishes its job and exits, while another node runs what is
-/// triggered meanwhile.
+/// SIGTERM drains one node: it keeps its lease while its job, longer than the lease, finishes,
+/// claims nothing more, and exits, while another node runs what is triggered meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_one_node_while_the_others_serve() {
     let cluster = Cluster::new(&[
-        ("brief", template("", "Log-Information begun;\nSleep 2;")),
-        ("short", template("", "Log-Information quick;")),
+        ("brief", template("", "Log-Information begun;\nSleep 5;")),
+        ("short", template("", WHERE)),
     ])
     .await;
     let mut draining = cluster.node("draining", &["--shutdown-grace", "30"]).await;
@@ -351,6 +351,8 @@ async fn sigterm_drains_one_node_while_the_others_serve() {
     }
     for token in &later {
         assert_eq!(serving.wait_terminal(token, "").await, "Succeeded");
+        let log = serving.logs(token, "").await;
+        assert_eq!(node_of(&log).as_deref(), Some("serving"), "{log}");
     }
     assert!(draining.wait_exit(Duration::from_secs(30)).success());
     assert_eq!(serving.status(&token, "").await, "Succeeded");

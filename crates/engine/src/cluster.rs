@@ -68,6 +68,8 @@ pub(crate) struct Node {
     fenced: AtomicBool,
     /// Wakes the claim loop.
     wake: Notify,
+    /// Ends the node's background work, once its jobs have ended at shutdown.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 impl Node {
@@ -77,6 +79,7 @@ impl Node {
             lease: std::sync::Mutex::new(lease),
             fenced: AtomicBool::new(false),
             wake: Notify::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -100,7 +103,12 @@ impl Engine {
     /// Starts the node's background work: the lease keeper, the settler, the cancel listener
     /// and the claim loop.
     pub(crate) fn start_node(&self) {
-        let background = self.inner.background.clone();
+        let Some((_, node)) = self.node() else {
+            return;
+        };
+        // Not stopped with the rest of the background work at the start of a shutdown: the
+        // lease must stay renewed, and cancel requests heard, while the node's jobs drain.
+        let background = node.stop.clone();
         for task in [
             tokio::spawn(self.clone().keep_lease()),
             tokio::spawn(self.clone().settle()),
@@ -263,7 +271,18 @@ impl Engine {
             let claimed = cluster.claim(&node.lease(), room, &limits).await?;
             let count = claimed.len();
             for record in claimed {
-                self.start_claimed(record).await?;
+                let token = record.token;
+                // A claimed job that cannot be started still ends here: it is this node's,
+                // and no other node would ever end it while this node's lease holds.
+                if let Err(e) = self.start_claimed(record).await {
+                    tracing::error!(job = %token, error = %e, "could not start a claimed job");
+                    if let Err(e) = self
+                        .end_claimed_unrun(token, crate::run::INTERNAL_ERROR_MESSAGE)
+                        .await
+                    {
+                        tracing::error!(job = %token, error = %e, "could not end a claimed job");
+                    }
+                }
             }
             if count < room {
                 return Ok(());

@@ -490,10 +490,11 @@ impl Engine {
         if let Err(e) = self.inner.store.flush().await {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }
-        if let Some((cluster, node)) = self.node()
-            && let Err(e) = cluster.leave(&node.lease()).await
-        {
-            tracing::warn!(error = %e, "could not give this node's lease back");
+        if let Some((cluster, node)) = self.node() {
+            node.stop.cancel();
+            if let Err(e) = cluster.leave(&node.lease()).await {
+                tracing::warn!(error = %e, "could not give this node's lease back");
+            }
         }
     }
 }
