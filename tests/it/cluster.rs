@@ -357,3 +357,42 @@ async fn sigterm_drains_one_node_while_the_others_serve() {
     assert!(draining.wait_exit(Duration::from_secs(30)).success());
     assert_eq!(serving.status(&token, "").await, "Succeeded");
 }
+
+/// The queue limit counts the pending jobs of the whole cluster, exactly, under concurrent
+/// triggers on two nodes; a keyed trigger counts too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_limit_is_exact_across_nodes() {
+    let cluster = Cluster::new(&[
+        ("busy", template("", "Log-Information begun;\nSleep 300;")),
+        ("idle", template("", "Log-Information ran;")),
+    ])
+    .await;
+    let args = ["--max-concurrent-jobs", "1", "--max-pending-jobs", "5"];
+    let nodes = cluster.nodes(2, &args).await;
+    // Both nodes busy, so that everything triggered next stays pending.
+    for node in &nodes {
+        let token = node.trigger("template=busy").await;
+        node.wait_log(&token, "INFO: begun\n").await;
+    }
+    let busy_everywhere = async {
+        let metrics = nodes[0].get("/metrics").await.body;
+        assert!(metrics.contains("holt_queue_depth 0\n"), "{metrics}");
+    };
+    busy_everywhere.await;
+    let calls = (0..20).map(|i| nodes[i % 2].get("/api/jobs/trigger?template=idle"));
+    let replies = futures_util::future::join_all(calls).await;
+    let accepted = replies.iter().filter(|r| r.status == 200).count();
+    let full = replies.iter().filter(|r| r.status == 503).count();
+    assert_eq!((accepted, full), (5, 15), "{replies:?}");
+    let keyed = nodes[1]
+        .request(
+            "GET",
+            "/api/jobs/trigger?template=idle",
+            &[("Idempotency-Key", "one-more")],
+            "",
+        )
+        .await;
+    assert_eq!(keyed.status, 503, "{}", keyed.body);
+    let metrics = nodes[1].get("/metrics").await.body;
+    assert!(metrics.contains("holt_queue_depth 5\n"), "{metrics}");
+}

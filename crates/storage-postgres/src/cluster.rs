@@ -25,7 +25,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::committed::{Event, payloads};
 use crate::error::db_error;
-use crate::writer::{Command, create_job, status_code, token_of, write_chunks};
+use crate::writer::{Command, create_job, status_code, token_of, used_key, write_chunks};
 use crate::{PgStore, row_to_job, status_from};
 
 /// The advisory lock class of Holt's cluster locks (the second key is the lock's own).
@@ -63,15 +63,11 @@ pub(crate) async fn admit(
     job: &NewJob,
     policy: &Policy,
 ) -> Result<Result<Admitted, StoreError>, tokio_postgres::Error> {
-    // A retried trigger gets its job back before any policy is looked at, as on one node.
-    if job.idempotency.is_some() {
-        return Ok(create_job(tx, job).await?.map(|created| {
-            if created.fresh {
-                Admitted::Created(created.token)
-            } else {
-                Admitted::Existing(created.token)
-            }
-        }));
+    // A retried trigger gets its job back before anything else is looked at, as on one node.
+    if let Some(idem) = &job.idempotency
+        && let Some(answer) = used_key(tx, idem).await?
+    {
+        return Ok(answer.map(|created| Admitted::Existing(created.token)));
     }
     let lock = tx
         .prepare_cached("SELECT pg_advisory_xact_lock($1, $2)")
@@ -88,6 +84,8 @@ pub(crate) async fn admit(
     if pending >= max {
         return Ok(Ok(Admitted::QueueFull));
     }
+    // A keyed trigger is exempt from the template's policy (the engine gives no limit), not
+    // from the queue's.
     if let Some(limit) = policy.max_concurrent {
         let template = job.template.as_str();
         lock_template(tx, template).await?;
@@ -122,9 +120,13 @@ pub(crate) async fn admit(
             }
         }
     }
-    Ok(create_job(tx, job)
-        .await?
-        .map(|created| Admitted::Created(created.token)))
+    Ok(create_job(tx, job).await?.map(|created| {
+        if created.fresh {
+            Admitted::Created(created.token)
+        } else {
+            Admitted::Existing(created.token)
+        }
+    }))
 }
 
 /// Ends the executing jobs owned by `generations` with `message`, in `tx`.

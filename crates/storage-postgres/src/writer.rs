@@ -494,7 +494,7 @@ pub(crate) async fn create_job(
 
 /// The answer for an idempotency key used within its window: the first job for the same
 /// request, a conflict for another. A use from before the window is forgotten here.
-async fn used_key(
+pub(crate) async fn used_key(
     tx: &Transaction<'_>,
     idem: &holt_storage::Idempotency,
 ) -> Result<Option<Result<Created, StoreError>>, tokio_postgres::Error> {
