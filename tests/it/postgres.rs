@@ -322,3 +322,42 @@ async fn holtd_migrate_copies_a_sqlite_database_into_postgres() {
     );
     assert!(!stderr.contains("password"), "{stderr}");
 }
+
+/// `holtd check --db postgres://...` checks templates against a PostgreSQL database's
+/// inventory, naming the database without its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holtd_check_reads_the_inventory_of_a_postgres_database() {
+    let db = ScratchDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lost.toml"),
+        "allow_api = true\nservers = [\"gone\"]\nplan = 'Log-Information \"hi\";'\n",
+    )
+    .unwrap();
+    // A test URL without a password reaches a server that trusts its user, which then takes
+    // any password.
+    let (scheme, rest) = db.url().split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let url = if user.contains(':') {
+        db.url().to_owned()
+    } else {
+        format!("{scheme}://{user}:pw-s3cr3t@{host}")
+    };
+    let output = std::process::Command::new(holt_tests::holtd_binary())
+        .arg("check")
+        .arg("--templates")
+        .arg(dir.path())
+        .args(["--db", &url])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems: Vec<&str> = stderr.lines().filter(|l| !l.contains(" INFO ")).collect();
+    let name = holt_storage_postgres::redacted(db.url());
+    assert_eq!(
+        problems,
+        [format!("{name}: template lost: there is no server named gone").as_str()],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-s3cr3t"), "{stderr}");
+}
