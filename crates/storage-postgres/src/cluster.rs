@@ -57,11 +57,18 @@ async fn lock_template(tx: &Transaction<'_>, template: &str) -> Result<(), tokio
     Ok(())
 }
 
+/// The pending jobs as one writer transaction counts them: read once, under the queue's lock,
+/// then kept up to date by the transaction's own admissions, so that a batch of triggers counts
+/// the queue once rather than once per trigger.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QueueCount(Option<(i64, i64)>);
+
 /// Admission and the new job, inside the writer's transaction (see `Command::Admit`).
 pub(crate) async fn admit(
     tx: &Transaction<'_>,
     job: &NewJob,
     policy: &Policy,
+    queue: &mut QueueCount,
 ) -> Result<Result<Admitted, StoreError>, tokio_postgres::Error> {
     // A retried trigger gets its job back before anything else is looked at, as on one node.
     if let Some(idem) = &job.idempotency
@@ -69,18 +76,31 @@ pub(crate) async fn admit(
     {
         return Ok(answer.map(|created| Admitted::Existing(created.token)));
     }
-    let lock = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1, $2)")
-        .await?;
-    tx.execute(&lock, &[&LOCK_CLASS, &QUEUE_LOCK]).await?;
     let max = i64::try_from(policy.max_pending).unwrap_or(i64::MAX);
-    let count = tx
-        .prepare_cached(
-            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 1) AND status = 0
-             LIMIT $1) AS pending",
-        )
-        .await?;
-    let pending: i64 = tx.query_one(&count, &[&max]).await?.get(0);
+    // The count is `(pending, up_to)`: exact below `up_to`, "at least" at it. Counting stops
+    // at the limit, so a long queue costs no more than the limit to count.
+    let pending = match queue.0 {
+        Some((pending, up_to)) if pending < up_to || up_to >= max => pending,
+        known => {
+            if known.is_none() {
+                // Held to the transaction's end: no other node's trigger is decided meanwhile,
+                // so the count stays true but for claims, which only make it smaller.
+                let lock = tx
+                    .prepare_cached("SELECT pg_advisory_xact_lock($1, $2)")
+                    .await?;
+                tx.execute(&lock, &[&LOCK_CLASS, &QUEUE_LOCK]).await?;
+            }
+            let count = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 1)
+                     AND status = 0 LIMIT $1) AS pending",
+                )
+                .await?;
+            let pending: i64 = tx.query_one(&count, &[&max]).await?.get(0);
+            queue.0 = Some((pending, max));
+            pending
+        }
+    };
     if pending >= max {
         return Ok(Ok(Admitted::QueueFull));
     }
@@ -120,7 +140,16 @@ pub(crate) async fn admit(
             }
         }
     }
-    Ok(create_job(tx, job).await?.map(|created| {
+    let created = create_job(tx, job).await?;
+    if let Ok(created) = &created
+        && created.fresh
+    {
+        if let Some((count, up_to)) = &mut queue.0 {
+            *count += 1;
+            *up_to = (*up_to).max(*count);
+        }
+    }
+    Ok(created.map(|created| {
         if created.fresh {
             Admitted::Created(created.token)
         } else {

@@ -308,14 +308,17 @@ async fn attempt(
     let mut tx = client.transaction().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
+    let mut queue = crate::cluster::QueueCount::default();
     for command in batch {
         if !isolate {
-            outcomes.push(apply(&tx, command, &mut events).await?);
+            outcomes.push(apply(&tx, command, &mut events, &mut queue).await?);
             continue;
         }
         let mark = events.len();
         let savepoint = tx.savepoint("holt_command").await?;
-        match apply(&savepoint, command, &mut events).await {
+        // A command undone by its savepoint leaves the count as it found it.
+        let counted = queue;
+        match apply(&savepoint, command, &mut events, &mut queue).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
                 outcomes.push(outcome);
@@ -323,6 +326,7 @@ async fn attempt(
             Err(e) if is_race(&e) || is_unavailable(&e) => return Err(e.into()),
             Err(e) => {
                 savepoint.rollback().await?;
+                queue = counted;
                 events.truncate(mark);
                 outcomes.push(command.failed(db_error(e)));
             }
@@ -382,6 +386,7 @@ async fn apply(
     tx: &Transaction<'_>,
     command: &Command,
     events: &mut Vec<Event>,
+    queue: &mut crate::cluster::QueueCount,
 ) -> Result<Outcome, tokio_postgres::Error> {
     Ok(match command {
         Command::CreateJob { job, .. } => Outcome::Created(create_job(tx, job).await?),
@@ -417,7 +422,7 @@ async fn apply(
             Outcome::Recovery(recover(tx, message, *at_ms, events).await?)
         }
         Command::Admit { job, policy, .. } => {
-            let admitted = crate::cluster::admit(tx, job, policy).await?;
+            let admitted = crate::cluster::admit(tx, job, policy, queue).await?;
             if let Ok(Admitted::Created(token)) = admitted {
                 events.push(Event::Created { token });
             }
