@@ -143,11 +143,10 @@ pub(crate) async fn admit(
     let created = create_job(tx, job).await?;
     if let Ok(created) = &created
         && created.fresh
+        && let Some((count, up_to)) = &mut queue.0
     {
-        if let Some((count, up_to)) = &mut queue.0 {
-            *count += 1;
-            *up_to = (*up_to).max(*count);
-        }
+        *count += 1;
+        *up_to = (*up_to).max(*count);
     }
     Ok(created.map(|created| {
         if created.fresh {
