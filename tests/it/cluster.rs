@@ -144,7 +144,8 @@ async fn any_node_answers_waits_follows_and_cancels_for_any_job() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let runner = node_of(&a.logs(&token, "").await).unwrap();
+    // The pid file can be written before the job's earlier lines are committed.
+    let runner = node_of(&a.wait_log(&token, "INFO: started\n").await).unwrap();
     let other = other_than(&runner);
     let reply = other
         .request("POST", &format!("/api/jobs/cancel?token={token}"), &[], "")
