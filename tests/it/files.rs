@@ -24,6 +24,7 @@ if $FileExists("$d/out/app.cfg") && !$DirectoryExists("$d/src") {{ Log-Informati
 Log-Information $PathCombine($d, out, app.cfg);
 Log-Information $SHEval(>>cat "$d/out/new.txt">>);
 Log-Information $EnvironmentVariable(HOLT_JOB_TOKEN);
+Log-Information "mark $EnvironmentVariable(HOLT_INSTANCE)";
 "#
     );
     let expected = format!(

@@ -200,6 +200,35 @@ async fn remote_pid(sshd: &Sshd, file: &str) -> String {
     }
 }
 
+/// Waits until no remote watchdog of the jobs of holtd `mark` (their process mark, which
+/// every file operation's script assigns) is left: each goes at most a second after its
+/// program.
+async fn no_watchdog_left(mark: &str) {
+    let assigned = format!("HOLT_INSTANCE='{mark}'");
+    let watchdogs = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                (cmdline.contains("holt_link=") && cmdline.contains(&assigned) && alive(&name))
+                    .then_some(name)
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !watchdogs().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "watchdogs left: {:?}",
+            watchdogs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn gone(pid: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while alive(pid) {
@@ -265,7 +294,7 @@ fn clients(port: u16) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_crash_leaves_no_ssh_client_of_an_interrupted_job_running() {
+async fn a_crash_leaves_no_ssh_client_nor_remote_program_of_an_interrupted_job_running() {
     let sshd = Sshd::start();
     let plan = format!(
         "SHExec >>sleep 300 & echo `$! > '{}'; wait>>;",
@@ -294,10 +323,8 @@ async fn a_crash_leaves_no_ssh_client_of_an_interrupted_job_running() {
     for client in &before {
         gone(client).await;
     }
-    // The remote program is beyond reach once holtd is gone; it is ended here by hand.
-    let _ = std::process::Command::new("kill")
-        .arg(remote.trim())
-        .status();
+    // With its connection gone, the program on the server is ended by its watchdog.
+    gone(remote.trim()).await;
 }
 
 #[tokio::test]
@@ -341,6 +368,11 @@ async fn every_file_operation_runs_on_an_ssh_server() {
     // The functions ran on the server: its environment holds the job's token.
     assert!(log.contains(&format!("INFO: {token}\n")), "{log}");
     crate::files::check_every_operation(dir.path());
+    let mark = log
+        .lines()
+        .find_map(|l| l.strip_prefix("INFO: mark "))
+        .expect("the plan logs its process mark");
+    no_watchdog_left(mark).await;
 }
 
 #[tokio::test]

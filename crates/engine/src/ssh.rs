@@ -161,8 +161,25 @@ impl SshTarget {
 /// The remote command that runs `argv` in a new session, so that its whole process tree is one
 /// group, after writing that group's id as the first line of standard error. Every word is
 /// quoted for the remote shell: no value changes the command's shape.
+///
+/// A watchdog outside the program's reach (detached, its input and output closed) ends the
+/// group should the connection end while the program runs: it watches the server's process of
+/// the connection (the parent of the shell that sshd starts for the command, passed as the
+/// wrapper's first argument), which ends with the connection. So a program outlives neither a
+/// holtd that crashed (the next start ends its local clients, and with them the connection)
+/// nor a connection that was lost. It looks once a second, and is gone within a second of the
+/// program.
 pub(crate) fn remote_exec(argv: &[String]) -> String {
-    let wrapper = format!("printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec \"$@\"");
+    let wrapper = format!(
+        "holt_link=$1; shift\n\
+         printf '{PGID_MARK}%s\\n' \"$$\" >&2\n\
+         ( ( trap '' TERM\n\
+         while kill -0 \"$$\" 2>/dev/null && kill -0 \"$holt_link\" 2>/dev/null; do sleep 1; done\n\
+         if kill -0 \"$$\" 2>/dev/null; then\n\
+         kill -s TERM -- \"-$$\" 2>/dev/null; sleep {WATCHDOG_GRACE}; kill -s KILL -- \"-$$\" 2>/dev/null\n\
+         fi ) </dev/null >/dev/null 2>&1 & )\n\
+         exec \"$@\""
+    );
     let mut words = vec![
         "setsid".to_owned(),
         "-w".to_owned(),
@@ -171,9 +188,15 @@ pub(crate) fn remote_exec(argv: &[String]) -> String {
         wrapper,
         "holt".to_owned(),
     ];
-    words.extend(argv.iter().cloned());
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    let mut command: Vec<String> = words.drain(..).map(|w| quote(&w)).collect();
+    // Not quoted: the remote shell puts its parent's process id here.
+    command.push("\"$PPID\"".to_owned());
+    command.extend(argv.iter().map(|w| quote(w)));
+    command.join(" ")
 }
+
+/// Seconds the watchdog of [`remote_exec`] gives a program between SIGTERM and SIGKILL.
+const WATCHDOG_GRACE: u32 = 5;
 
 /// The remote command that sends `signal` to a process group.
 pub(crate) fn remote_kill(pgid: u32, signal: &str) -> String {
@@ -263,7 +286,7 @@ mod tests {
         let out = std::process::Command::new("sh")
             .args([
                 "-c",
-                &format!("set -- {remote}; shift 6; printf '%s\\n' \"$@\""),
+                &format!("set -- {remote}; shift 7; printf '%s\\n' \"$@\""),
             ])
             .output()
             .unwrap();
