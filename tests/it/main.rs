@@ -16,6 +16,7 @@ mod hardening;
 mod hostile;
 mod infra;
 mod jobs;
+mod listing;
 mod plans;
 mod postgres;
 mod protocol;

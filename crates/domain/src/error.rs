@@ -15,6 +15,9 @@ pub enum DomainError {
     /// A status word or code is not one of the five statuses.
     #[error("invalid job status {0:?}")]
     InvalidStatus(String),
+    /// A trigger source word or code is not one of `api`, `ui` or `schedule`.
+    #[error("invalid trigger source {0:?}")]
+    InvalidSource(String),
     /// A log level word or code is not one of the four levels.
     #[error("invalid log level {0:?}")]
     InvalidLevel(String),

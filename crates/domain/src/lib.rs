@@ -9,6 +9,7 @@
 mod credentials;
 mod error;
 mod infra;
+mod job;
 mod key;
 mod log;
 mod name;
@@ -24,6 +25,7 @@ pub use infra::{
     DEFAULT_SSH_PORT, Environment, EnvironmentPatch, InfraChange, InfraError, InfraKind, InfraName,
     InfraVariables, Inventory, LOCALHOST, Role, RolePatch, Server, ServerPatch, ServerType,
 };
+pub use job::{JobFilter, JobSummary, TriggerSource};
 pub use key::ApiKey;
 pub use log::{
     LogEntry, LogLevel, ScopePath, body_is_escaped, escaped_in_text, format_entry, format_line,
@@ -33,6 +35,7 @@ pub use name::TemplateName;
 pub use status::JobStatus;
 pub use template::{
     OnLimit, Targets, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,
+    pattern_source,
 };
 pub use token::JobToken;
 pub use vars::{BUILT_IN_VARIABLES, VarName, Variables, is_built_in_variable};

@@ -168,7 +168,7 @@ impl VariableDecl {
 }
 
 /// The pattern as written in the template (without the anchors Holt adds).
-fn pattern_source(pattern: &regex::Regex) -> &str {
+pub fn pattern_source(pattern: &regex::Regex) -> &str {
     let s = pattern.as_str();
     s.strip_prefix("^(?:")
         .and_then(|s| s.strip_suffix(")$"))

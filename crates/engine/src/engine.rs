@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holt_domain::{
-    Credentials, InfraChange, Inventory, JobStatus, JobToken, LogLevel, Template, TemplateCatalog,
-    TemplateName, Variables,
+    Credentials, InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogLevel,
+    Template, TemplateCatalog, TemplateName, TriggerSource, Variables,
 };
 use holt_storage::{Idempotency, JobStore, NewJob};
 use tokio::sync::watch;
@@ -254,11 +254,25 @@ impl Engine {
     /// Records a new job from `template` with the trigger's `variables` laid over the
     /// template's defaults, queues it, and returns its token once the job is durable. The
     /// template's concurrency policy and an idempotency key may return an existing job instead.
+    /// The job is recorded as triggered over the API.
     pub async fn trigger(
         &self,
         template: &Arc<Template>,
         variables: &Variables,
         idempotency_key: Option<&str>,
+    ) -> Result<Triggered, EngineError> {
+        self.trigger_from(template, variables, idempotency_key, TriggerSource::Api)
+            .await
+    }
+
+    /// [`Engine::trigger`], recording `source` as what triggered the job. On a cluster's shared
+    /// store, admission records every job as `api` for now.
+    pub async fn trigger_from(
+        &self,
+        template: &Arc<Template>,
+        variables: &Variables,
+        idempotency_key: Option<&str>,
+        source: TriggerSource,
     ) -> Result<Triggered, EngineError> {
         self.health()?;
         if self.inner.node.is_some() {
@@ -295,18 +309,21 @@ impl Engine {
             let created = engine
                 .inner
                 .store
-                .create_job(NewJob {
-                    template: template.name.clone(),
-                    plan: template.plan_source.clone(),
-                    // Secret values are stored sealed (see the `secrets` module).
-                    variables: crate::secrets::seal_variables(
-                        &engine.inner.config.secrets_key,
-                        &template,
-                        &merged,
-                    ),
-                    created_ms: now_ms(),
-                    idempotency,
-                })
+                .create_job_from(
+                    NewJob {
+                        template: template.name.clone(),
+                        plan: template.plan_source.clone(),
+                        // Secret values are stored sealed (see the `secrets` module).
+                        variables: crate::secrets::seal_variables(
+                            &engine.inner.config.secrets_key,
+                            &template,
+                            &merged,
+                        ),
+                        created_ms: now_ms(),
+                        idempotency,
+                    },
+                    source,
+                )
                 .await?;
             if !created.fresh {
                 return Ok(Triggered::Existing(created.token));
@@ -363,6 +380,11 @@ impl Engine {
                 () = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// A page of jobs, newest first, as the store holds them.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, EngineError> {
+        Ok(self.inner.store.list_jobs(filter).await?)
     }
 
     /// A job's template and status: from memory while it has not ended, else from the store.

@@ -49,7 +49,7 @@ pub(crate) async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
             format!("template {name} does not allow API use"),
         ));
     }
-    check_key(&template, call.key.as_deref())?;
+    check_key(&app, &template, call.key.as_deref())?;
     let idempotency_key = match call.headers.get("idempotency-key") {
         None => None,
         Some(value) => {

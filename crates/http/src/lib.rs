@@ -1,5 +1,6 @@
 //! Holt's HTTP layer, on raw hyper: the accept loop, routing, parameter parsing, API keys and
-//! responses for Otter's Job Orchestration API (`/api/jobs/trigger`, `/status`, `/logs`) and
+//! responses for Otter's Job Orchestration API (`/api/jobs/trigger`, `/status`, `/logs`),
+//! the operators' listings behind an admin key (`/api/jobs/list`, `/api/templates/list`) and
 //! `/healthz`.
 //!
 //! It holds an `Engine` and reads and follows logs through it; it names no storage type. It may
@@ -11,6 +12,7 @@ mod body;
 mod infra;
 mod jobs;
 mod limits;
+mod listing;
 mod metrics;
 mod params;
 mod routes;

@@ -76,6 +76,11 @@ impl Params {
         Ok(found)
     }
 
+    /// Adds one pair.
+    pub(crate) fn push(&mut self, name: &str, value: String) {
+        self.pairs.push((name.to_owned(), value));
+    }
+
     /// The pairs not taken.
     pub(crate) fn into_pairs(self) -> Vec<(String, String)> {
         self.pairs

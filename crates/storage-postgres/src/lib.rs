@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName};
+use holt_domain::{
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, TemplateName, TriggerSource,
+};
 use holt_storage::backend::{EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables, log_cost};
 use holt_storage::{
     Created, Durability, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError,
@@ -41,7 +43,7 @@ mod writer;
 
 use committed::Committed;
 use error::{db_error, pool_error};
-use writer::Command;
+use writer::{Command, status_code, token_of};
 
 /// How to connect, besides the URL.
 #[derive(Debug, Clone)]
@@ -287,8 +289,68 @@ impl JobStore for PgStore {
         Some(self)
     }
 
-    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
-        self.request(|ack| Command::CreateJob { job, ack }).await
+    async fn create_job_from(
+        &self,
+        job: NewJob,
+        source: TriggerSource,
+    ) -> Result<Created, StoreError> {
+        self.request(|ack| Command::CreateJob { job, source, ack })
+            .await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
+        // One statement for each combination of filters, each served by an index that yields
+        // rows in token order from the bound (`jobs_template`, `jobs_status`,
+        // `jobs_template_status` or the primary key), so a page reads only its own rows.
+        let before = filter.before.map_or(i64::MAX, |t| t.id() as i64);
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let template = filter.template.as_ref().map(|t| t.as_str());
+        let status = filter.status.map(status_code);
+        let client = self.client().await?;
+        let sql = match (template.is_some(), status.is_some()) {
+            (false, false) => {
+                "SELECT id, template, status, source, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            }
+            (true, false) => {
+                "SELECT id, template, status, source, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE template = $3 AND id < $1 ORDER BY id DESC LIMIT $2"
+            }
+            (false, true) => {
+                "SELECT id, template, status, source, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE status = $3 AND id < $1 ORDER BY id DESC LIMIT $2"
+            }
+            (true, true) => {
+                "SELECT id, template, status, source, created_ms, started_ms, finished_ms
+                 FROM jobs WHERE template = $3 AND status = $4 AND id < $1
+                 ORDER BY id DESC LIMIT $2"
+            }
+        };
+        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let template = template.unwrap_or("");
+        let status = status.unwrap_or(0);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            match (filter.template.is_some(), filter.status.is_some()) {
+                (false, false) => vec![&before, &limit],
+                (true, false) => vec![&before, &limit, &template],
+                (false, true) => vec![&before, &limit, &status],
+                (true, true) => vec![&before, &limit, &template, &status],
+            };
+        let rows = client.query(&statement, &params).await.map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let template: &str = row.get(1);
+                Ok(JobSummary {
+                    token: token_of(row.get(0))?,
+                    template: template.parse()?,
+                    status: status_from(row.get(2))?,
+                    source: TriggerSource::from_code(i64::from(row.get::<_, i16>(3)))?,
+                    created_ms: row.get(4),
+                    started_ms: row.get(5),
+                    finished_ms: row.get(6),
+                })
+            })
+            .collect()
     }
 
     async fn set_status(
@@ -327,7 +389,8 @@ impl JobStore for PgStore {
 
     async fn job(&self, token: JobToken) -> Result<Option<JobRecord>, StoreError> {
         self.read_opt(
-            "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+            "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms,
+                    source
              FROM jobs WHERE id = $1",
             &[&(token.id() as i64)],
         )
@@ -526,8 +589,9 @@ fn status_from(code: i16) -> Result<JobStatus, StoreError> {
     Ok(JobStatus::from_code(i64::from(code))?)
 }
 
-/// A job's row (id, template, plan, variables, status, created_ms, started_ms, finished_ms) as
-/// its record.
+/// A job's row (id, template, plan, variables, status, created_ms, started_ms, finished_ms and
+/// optionally source) as its record. A row without the source (a cluster's claim, whose
+/// callers need only what runs the job) reads as `api`.
 pub(crate) fn row_to_job(row: &tokio_postgres::Row) -> Result<JobRecord, StoreError> {
     let id: i64 = row.get(0);
     let template: &str = row.get(1);
@@ -543,6 +607,10 @@ pub(crate) fn row_to_job(row: &tokio_postgres::Row) -> Result<JobRecord, StoreEr
         created_ms: row.get(5),
         started_ms: row.get(6),
         finished_ms: row.get(7),
+        source: match row.len() {
+            9.. => TriggerSource::from_code(i64::from(row.get::<_, i16>(8)))?,
+            _ => TriggerSource::Api,
+        },
     })
 }
 

@@ -71,6 +71,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN owner BIGINT;
     CREATE INDEX jobs_owned ON jobs (owner) WHERE owner IS NOT NULL;
     CREATE INDEX jobs_template_unfinished ON jobs (template, status, id) WHERE status IN (0, 1);",
+    // 3: what triggered each job (0 api, 1 ui, 2 schedule; jobs recorded before read as api),
+    // and the indexes a listing pages by: each yields a template's or a status's jobs (or
+    // both) in token order, so a page newest first reads only its own rows.
+    "ALTER TABLE jobs ADD COLUMN source SMALLINT NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_template ON jobs (template, id);
+    CREATE INDEX jobs_status ON jobs (status, id);
+    CREATE INDEX jobs_template_status ON jobs (template, status, id);",
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Transaction};
-use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, LogLevel, ScopePath};
+use holt_domain::{
+    InfraChange, Inventory, JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TriggerSource,
+};
 use holt_storage::backend::{encode_variables, pack, runs};
 use holt_storage::{Admitted, Created, NewJob, Policy, Recovery, RetentionRule, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -25,6 +27,7 @@ type Ack<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Command {
     CreateJob {
         job: NewJob,
+        source: TriggerSource,
         ack: Ack<Created>,
     },
     SetStatus {
@@ -389,7 +392,9 @@ async fn apply(
     queue: &mut crate::cluster::QueueCount,
 ) -> Result<Outcome, tokio_postgres::Error> {
     Ok(match command {
-        Command::CreateJob { job, .. } => Outcome::Created(create_job(tx, job).await?),
+        Command::CreateJob { job, source, .. } => {
+            Outcome::Created(create_job_from(tx, job, *source).await?)
+        }
         Command::SetStatus {
             token,
             status,
@@ -439,9 +444,18 @@ pub(crate) fn token_of(id: i64) -> Result<JobToken, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))
 }
 
+/// [`create_job_from`] for a job triggered over the API (what a cluster's admission records).
 pub(crate) async fn create_job(
     tx: &Transaction<'_>,
     job: &NewJob,
+) -> Result<Result<Created, StoreError>, tokio_postgres::Error> {
+    create_job_from(tx, job, TriggerSource::Api).await
+}
+
+pub(crate) async fn create_job_from(
+    tx: &Transaction<'_>,
+    job: &NewJob,
+    source: TriggerSource,
 ) -> Result<Result<Created, StoreError>, tokio_postgres::Error> {
     if let Some(idem) = &job.idempotency
         && let Some(answer) = used_key(tx, idem).await?
@@ -450,8 +464,8 @@ pub(crate) async fn create_job(
     }
     let insert = tx
         .prepare_cached(
-            "INSERT INTO jobs (template, plan, variables, status, created_ms)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO jobs (template, plan, variables, status, created_ms, source)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .await?;
     let id: i64 = tx
@@ -463,6 +477,7 @@ pub(crate) async fn create_job(
                 &encode_variables(&job.variables),
                 &status_code(JobStatus::Pending),
                 &job.created_ms,
+                &(source.code() as i16),
             ],
         )
         .await?
@@ -679,7 +694,8 @@ async fn recover(
     }
     let pending = tx
         .query(
-            "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+            "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms,
+                    source
              FROM jobs WHERE status IN (0, 1) AND status = $1 ORDER BY id",
             &[&status_code(JobStatus::Pending)],
         )

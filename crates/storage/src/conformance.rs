@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             control_characters_are_escaped_in_text,
             commits_wake_watchers,
             infrastructure,
+            listing,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -44,7 +45,9 @@ macro_rules! conformance_tests {
 
 use std::sync::Arc;
 
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, Variables};
+use holt_domain::{
+    JobFilter, JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TriggerSource, Variables,
+};
 
 use crate::{JobStore, NewJob};
 
@@ -687,6 +690,137 @@ pub async fn commits_wake_watchers(store: Arc<dyn JobStore>) {
         watch.changed().await.is_err(),
         "the watch closes at the end"
     );
+}
+
+/// Listing: newest first, filtered by template, status or both, paged by token so that the
+/// pages of a listing join without a gap or a repeat while jobs are created meanwhile; each job
+/// with its times and what triggered it (`create_job` records `api`).
+pub async fn listing(store: Arc<dyn JobStore>) {
+    let filter = |template: Option<&str>, status: Option<JobStatus>, before, limit| JobFilter {
+        template: template.map(|t| t.parse().unwrap()),
+        status,
+        before,
+        limit,
+    };
+    let tokens = |jobs: Vec<holt_domain::JobSummary>| -> Vec<JobToken> {
+        jobs.into_iter().map(|j| j.token).collect()
+    };
+    // Six jobs: a, b, a, b, a, b; the first of each template ends, the second starts.
+    let mut made = Vec::new();
+    for (i, source) in [
+        TriggerSource::Api,
+        TriggerSource::Ui,
+        TriggerSource::Schedule,
+    ]
+    .into_iter()
+    .cycle()
+    .take(6)
+    .enumerate()
+    {
+        let template = if i % 2 == 0 { "alpha" } else { "beta" };
+        let job = new_job(template, &[]);
+        let token = if i == 0 {
+            store.create_job(job).await.unwrap().token
+        } else {
+            store.create_job_from(job, source).await.unwrap().token
+        };
+        made.push(token);
+    }
+    store
+        .set_status(made[0], JobStatus::Executing, 1_500)
+        .await
+        .unwrap();
+    store
+        .set_status(made[0], JobStatus::Succeeded, 1_700)
+        .await
+        .unwrap();
+    store
+        .set_status(made[1], JobStatus::Executing, 1_600)
+        .await
+        .unwrap();
+    let newest_first: Vec<JobToken> = made.iter().rev().copied().collect();
+
+    let all = store
+        .list_jobs(&filter(None, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(tokens(all.clone()), newest_first);
+    let first = all.iter().find(|j| j.token == made[0]).unwrap();
+    assert_eq!(first.template.as_str(), "alpha");
+    assert_eq!(first.status, JobStatus::Succeeded);
+    assert_eq!(first.source, TriggerSource::Api);
+    assert_eq!(
+        (first.created_ms, first.started_ms, first.finished_ms),
+        (1_000, Some(1_500), Some(1_700))
+    );
+    let second = all.iter().find(|j| j.token == made[1]).unwrap();
+    assert_eq!(second.source, TriggerSource::Ui);
+    assert_eq!((second.started_ms, second.finished_ms), (Some(1_600), None));
+    assert_eq!(
+        all.iter().find(|j| j.token == made[2]).unwrap().source,
+        TriggerSource::Schedule
+    );
+    assert_eq!(
+        store.job(made[1]).await.unwrap().unwrap().source,
+        TriggerSource::Ui
+    );
+
+    let alpha = store
+        .list_jobs(&filter(Some("alpha"), None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(tokens(alpha), [made[4], made[2], made[0]]);
+    let pending = store
+        .list_jobs(&filter(None, Some(JobStatus::Pending), None, 100))
+        .await
+        .unwrap();
+    assert_eq!(tokens(pending), [made[5], made[4], made[3], made[2]]);
+    let beta_pending = store
+        .list_jobs(&filter(Some("beta"), Some(JobStatus::Pending), None, 100))
+        .await
+        .unwrap();
+    assert_eq!(tokens(beta_pending), [made[5], made[3]]);
+    let none = store
+        .list_jobs(&filter(Some("gamma"), None, None, 100))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Pages of two, each before the last token of the previous one, with a job created
+    // between pages: the pages join into the listing as it was, and the new job is not in it.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = tokens(
+            store
+                .list_jobs(&filter(None, None, before, 2))
+                .await
+                .unwrap(),
+        );
+        assert!(page.len() <= 2);
+        let Some(&last) = page.last() else { break };
+        paged.extend(page);
+        before = Some(last);
+        store.create_job(new_job("alpha", &[])).await.unwrap();
+    }
+    assert_eq!(paged, newest_first);
+
+    // A bound need not name a job (one deleted by retention, or one never made): a token past
+    // the newest lists from the newest; the oldest job's own token lists nothing.
+    let far = JobToken::new(made[5].id() + 1_000).unwrap();
+    let from_far = store
+        .list_jobs(&filter(None, None, Some(far), 1))
+        .await
+        .unwrap();
+    assert_eq!(from_far.len(), 1);
+    assert!(from_far[0].token > made[5]);
+    let below_first = store
+        .list_jobs(&filter(None, None, Some(made[0]), 10))
+        .await
+        .unwrap();
+    assert!(below_first.is_empty());
+    let zero = store.list_jobs(&filter(None, None, None, 0)).await.unwrap();
+    assert!(zero.is_empty());
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TemplateName};
+use holt_domain::{
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, ScopePath, TemplateName,
+    TriggerSource,
+};
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
@@ -111,7 +114,11 @@ impl JobStore for MemoryStore {
         &self.instance
     }
 
-    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
+    async fn create_job_from(
+        &self,
+        job: NewJob,
+        source: TriggerSource,
+    ) -> Result<Created, StoreError> {
         let mut state = self.state();
         if let Some(idem) = &job.idempotency {
             match state.keys.get(&idem.key) {
@@ -151,11 +158,38 @@ impl JobStore for MemoryStore {
                     created_ms: job.created_ms,
                     started_ms: None,
                     finished_ms: None,
+                    source,
                 },
                 log: BTreeMap::new(),
             },
         );
         Ok(Created { token, fresh: true })
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
+        let state = self.state();
+        let older: Box<dyn DoubleEndedIterator<Item = (&JobToken, &Job)>> = match filter.before {
+            Some(before) => Box::new(state.jobs.range(..before)),
+            None => Box::new(state.jobs.iter()),
+        };
+        // A scan from the newest job down, filtered as it goes: this store is for tests and
+        // embedders, whose jobs fit in memory anyway.
+        Ok(older
+            .rev()
+            .map(|(_, job)| &job.record)
+            .filter(|r| filter.template.as_ref().is_none_or(|t| *t == r.template))
+            .filter(|r| filter.status.is_none_or(|s| s == r.status))
+            .take(filter.limit)
+            .map(|r| JobSummary {
+                token: r.token,
+                template: r.template.clone(),
+                status: r.status,
+                source: r.source,
+                created_ms: r.created_ms,
+                started_ms: r.started_ms,
+                finished_ms: r.finished_ms,
+            })
+            .collect())
     }
 
     async fn set_status(

@@ -1,5 +1,8 @@
 use async_trait::async_trait;
-use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, TemplateName, Variables};
+use holt_domain::{
+    InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogEntry, TemplateName,
+    TriggerSource, Variables,
+};
 
 use crate::StoreError;
 
@@ -32,7 +35,22 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// idempotency key already used (since `not_before_ms`) for the same fingerprint, nothing is
     /// created and the first job's token is returned (`fresh` is false); for another
     /// fingerprint, the answer is `Conflict`.
-    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError>;
+    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
+        self.create_job_from(job, TriggerSource::Api).await
+    }
+
+    /// [`JobStore::create_job`], recording what triggered the job; `create_job` records `api`.
+    async fn create_job_from(
+        &self,
+        job: NewJob,
+        source: TriggerSource,
+    ) -> Result<Created, StoreError>;
+
+    /// A page of jobs, newest first: up to `filter.limit` jobs older than `filter.before` (all,
+    /// without it), of the template and status the filter names. Pages are keyed by token, so
+    /// a job created while a client pages is never listed twice nor makes it skip one, and a
+    /// store answers from an index however many jobs it holds.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError>;
 
     /// Records a status change at `at_ms` and returns once it is durable. Moving to `Executing`
     /// sets the start time; moving to a terminal status sets the finish time.
@@ -224,6 +242,8 @@ pub struct JobRecord {
     pub started_ms: Option<i64>,
     /// When it ended.
     pub finished_ms: Option<i64>,
+    /// What triggered it.
+    pub source: TriggerSource,
 }
 
 /// What a restart found.

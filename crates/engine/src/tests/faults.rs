@@ -16,11 +16,21 @@ impl JobStore for Faulty {
     fn instance_id(&self) -> &str {
         self.inner.instance_id()
     }
-    async fn create_job(&self, job: NewJob) -> Result<Created, StoreError> {
-        let created = self.inner.create_job(job).await;
+    async fn create_job_from(
+        &self,
+        job: NewJob,
+        source: holt_domain::TriggerSource,
+    ) -> Result<Created, StoreError> {
+        let created = self.inner.create_job_from(job, source).await;
         self.created.notify_one();
         tokio::task::yield_now().await;
         created
+    }
+    async fn list_jobs(
+        &self,
+        filter: &holt_domain::JobFilter,
+    ) -> Result<Vec<holt_domain::JobSummary>, StoreError> {
+        self.inner.list_jobs(filter).await
     }
     async fn set_status(
         &self,

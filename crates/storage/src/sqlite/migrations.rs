@@ -71,6 +71,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         body     TEXT NOT NULL,
         PRIMARY KEY (kind, name_key)
     ) WITHOUT ROWID;",
+    // 6: what triggered each job (0 api, 1 ui, 2 schedule; jobs recorded before read as api),
+    // and the indexes a listing pages by: each yields a template's or a status's jobs (or
+    // both) in token order, so a page newest first reads only its own rows.
+    "ALTER TABLE jobs ADD COLUMN source INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_template ON jobs (template, id);
+    CREATE INDEX jobs_status ON jobs (status, id);
+    CREATE INDEX jobs_template_status ON jobs (template, status, id);",
 ];
 
 /// The schema version this build writes.

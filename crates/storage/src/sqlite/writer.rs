@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use holt_domain::{JobStatus, JobToken, LogEntry};
+use holt_domain::{JobStatus, JobToken, LogEntry, TriggerSource};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
@@ -20,6 +20,7 @@ type Ack<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Command {
     CreateJob {
         job: NewJob,
+        source: TriggerSource,
         ack: Ack<Created>,
     },
     SetStatus {
@@ -260,7 +261,9 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
     let mut outcomes = Vec::with_capacity(batch.len());
     for command in batch.iter_mut() {
         let outcome = match command {
-            Command::CreateJob { job, .. } => Outcome::Token(step(insert_job(&tx, job))?),
+            Command::CreateJob { job, source, .. } => {
+                Outcome::Token(step(insert_job(&tx, job, *source))?)
+            }
             Command::SetStatus {
                 token,
                 status,
@@ -315,7 +318,11 @@ fn step<T>(result: Result<T, StoreError>) -> Result<Result<T, StoreError>, Strin
     }
 }
 
-fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<Created, StoreError> {
+fn insert_job(
+    tx: &Transaction<'_>,
+    job: &NewJob,
+    source: TriggerSource,
+) -> Result<Created, StoreError> {
     if let Some(idem) = &job.idempotency {
         let found: Option<(String, i64, i64)> = tx
             .prepare_cached(
@@ -347,14 +354,16 @@ fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<Created, StoreError>
         }
     }
     tx.prepare_cached(
-        "INSERT INTO jobs (template, plan, variables, status, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO jobs (template, plan, variables, status, created_ms, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         job.template.as_str(),
         job.plan,
         encode_variables(&job.variables),
         JobStatus::Pending.code(),
-        job.created_ms
+        job.created_ms,
+        source.code()
     ])?;
     let id = tx.last_insert_rowid();
     if let Some(idem) = &job.idempotency {
