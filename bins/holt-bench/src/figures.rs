@@ -1,4 +1,5 @@
-//! Each figure of issue 5, measured against a fresh holtd process, and the baselines.
+//! Each figure of issue 5, measured against a fresh holtd process (T1 to T3 also against fresh
+//! nodes on PostgreSQL, issue 11), and the baselines.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
