@@ -69,8 +69,9 @@ impl PgServer {
             .await
             .map_err(|e| {
                 format!(
-                    "cannot create the database {name} on {}: {e} (the user needs CREATEDB)",
-                    self.shown
+                    "cannot create the database {name} on {}: {} (the user needs CREATEDB)",
+                    self.shown,
+                    describe(&e)
                 )
             })?;
         Ok(ScratchDb {
@@ -129,13 +130,26 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
     tokio::spawn(async move {
         // The connection ends when the client is dropped; a lost connection shows as the
         // error of the statement that needed it.
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// An error with its causes, `outer: inner: ...`: tokio-postgres says "error connecting to
+/// server" and keeps the reason (refused, timed out, authentication) in its source.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `postgres://USER@HOST:PORT/DBNAME` without the password, or an error for a URL that cannot
