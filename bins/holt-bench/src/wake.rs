@@ -21,10 +21,10 @@ use crate::report::{Report, number};
 
 /// How long after the waiter's request is sent the job is released. A server gives no sign
 /// that a waiter has started waiting, so the release leaves it this long to get there: on
-/// loopback a request is read and its status looked up well within it. A waiter that arrived
-/// only after the job ended would answer at once from its read, which would still be counted,
-/// from the printed time, as a (slow) wake-up; a waiter that answers before the release is an
-/// error.
+/// loopback a request is read and its status looked up well within it. A waiter that reached
+/// its node only after the job ended (a stall of over this long) would answer at once from its
+/// read, its time still counted from the printed time; a waiter that answers before the
+/// release is an error.
 const RELEASE_AFTER: Duration = Duration::from_millis(20);
 
 /// The metrics line of the node that runs the one `wake` job.
