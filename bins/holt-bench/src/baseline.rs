@@ -1,6 +1,7 @@
 //! The baselines holtd is measured against, run on this machine in the same run: a raw hyper
 //! server answering `ok` (H), raw SQLite durable group commits of job-sized rows (S), and raw
-//! SQLite batched inserts of log-entry rows (L).
+//! SQLite batched inserts of log-entry rows (L). Baseline P, its PostgreSQL counterpart of S,
+//! is in `pg.rs` and shares S's producers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -122,7 +123,7 @@ const JOBS_SCHEMA: &str = "
     ) WITHOUT ROWID;";
 
 /// A plan of about 100 bytes, the size of a short real one.
-const PLAN_100: &str = "# Restart the web tier, one step of a deployment\nLog-Information \"restarting $TargetServer\";\n";
+pub(crate) const PLAN_100: &str = "# Restart the web tier, one step of a deployment\nLog-Information \"restarting $TargetServer\";\n";
 
 /// Opens a database with holtd's pragmas: WAL, the given `synchronous`, a busy timeout and
 /// foreign keys.
@@ -136,7 +137,7 @@ fn open(path: &Path, synchronous: &str) -> Result<Connection, BoxError> {
     Ok(conn)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -152,13 +153,14 @@ pub(crate) struct GroupCommit {
     pub(crate) transactions: u64,
 }
 
-struct Insert {
-    created_ms: i64,
-    ack: oneshot::Sender<Result<i64, String>>,
+/// One row for a group-commit writer, acknowledged with its id after the commit.
+pub(crate) struct Insert {
+    pub(crate) created_ms: i64,
+    pub(crate) ack: oneshot::Sender<Result<i64, String>>,
 }
 
 /// The most inserts one transaction takes, as holtd's writer.
-const MAX_BATCH: usize = 4096;
+pub(crate) const MAX_BATCH: usize = 4096;
 
 /// Baseline S: `producers` concurrent tasks each insert one job-sized row and wait for its
 /// acknowledgement, again and again; one writer thread commits whatever is queued in one
@@ -214,6 +216,25 @@ pub(crate) async fn group_commit(
             Ok(transactions)
         })?;
 
+    let (commits, elapsed) = produce(sender, producers, duration).await?;
+    let transactions = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| "the baseline writer panicked")??;
+    Ok(GroupCommit {
+        commits,
+        elapsed,
+        transactions,
+    })
+}
+
+/// The producers of a group-commit baseline: `producers` concurrent tasks each send one row to
+/// the writer behind `sender` and wait for its acknowledgement, again and again, until
+/// `duration` has passed. Returns the rows acknowledged and the time taken.
+pub(crate) async fn produce(
+    sender: mpsc::Sender<Insert>,
+    producers: usize,
+    duration: Duration,
+) -> Result<(u64, Duration), BoxError> {
     let commits = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + duration;
@@ -240,19 +261,12 @@ pub(crate) async fn group_commit(
             }
         }));
     }
+    // The writer ends once the last producer's sender is gone.
     drop(sender);
     for task in tasks {
         task.await?;
     }
-    let elapsed = start.elapsed();
-    let transactions = tokio::task::spawn_blocking(move || writer.join())
-        .await?
-        .map_err(|_| "the baseline writer panicked")??;
-    Ok(GroupCommit {
-        commits: commits.load(Ordering::Relaxed),
-        elapsed,
-        transactions,
-    })
+    Ok((commits.load(Ordering::Relaxed), start.elapsed()))
 }
 
 /// Baseline L: one thread inserts `rows` log-entry rows (`INFO`, `line N`) in transactions of

@@ -192,9 +192,28 @@ where
     P: Fn(u64) -> String + Send + Sync + 'static,
     O: Fn(u64, &Bytes) + Send + Sync + 'static,
 {
+    run_on(&[addr], load, path, observe).await
+}
+
+/// Runs `load` as [`run`] does, against several servers: connection `j` goes to
+/// `addrs[j % addrs.len()]`, so the connections, and with them the requests, are spread
+/// round-robin, as a load balancer without stickiness would spread them.
+pub(crate) async fn run_on<P, O>(
+    addrs: &[SocketAddr],
+    load: Load,
+    path: P,
+    observe: O,
+) -> Result<Outcome, BoxError>
+where
+    P: Fn(u64) -> String + Send + Sync + 'static,
+    O: Fn(u64, &Bytes) + Send + Sync + 'static,
+{
+    if addrs.is_empty() {
+        return Err("no server to send the load to".into());
+    }
     let mut clients = Vec::with_capacity(load.connections);
-    for _ in 0..load.connections {
-        clients.push(Client::connect(addr).await?);
+    for j in 0..load.connections {
+        clients.push(Client::connect(addrs[j % addrs.len()]).await?);
     }
     let path = Arc::new(path);
     let observe = Arc::new(observe);

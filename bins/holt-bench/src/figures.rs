@@ -1,4 +1,5 @@
-//! Each figure of issue 5, measured against a fresh holtd process, and the baselines.
+//! Each figure of issue 5, measured against a fresh holtd process (T1 to T3 also against fresh
+//! nodes on PostgreSQL, issue 11), and the baselines.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +17,8 @@ use http_body_util::BodyExt;
 use crate::BoxError;
 use crate::baseline;
 use crate::client::{self, Client, Load, Outcome, quantile_ms};
-use crate::holtd::{Holtd, HoltdDir, ScratchDir, template};
+use crate::holtd::{Holtd, HoltdDir, ScratchDir, Servers, Store, template};
+use crate::pg::{self, PgServer};
 use crate::report::{Report, number};
 
 /// How big and how long each measurement is.
@@ -50,6 +52,8 @@ pub(crate) struct Sizes {
     pub(crate) ssh_ops: u64,
     /// Lines the T7 job prints, one every 20 ms.
     pub(crate) t7_lines: u64,
+    /// Jobs whose end figure W times, one at a time.
+    pub(crate) w_jobs: u64,
     /// The longest any wait for holtd may take before the figure is given up.
     pub(crate) patience: Duration,
 }
@@ -70,6 +74,7 @@ impl Sizes {
             t6_jobs: 1_000_000,
             starts: 5,
             t7_lines: 1_000,
+            w_jobs: 200,
             ssh_ops: 500,
             patience: Duration::from_secs(600),
         }
@@ -87,6 +92,7 @@ impl Sizes {
             t5_window: Duration::from_secs(2),
             t6_jobs: 100_000,
             t7_lines: 150,
+            w_jobs: 40,
             ssh_ops: 50,
             patience: Duration::from_secs(120),
             ..Sizes::full()
@@ -147,15 +153,22 @@ fn note_failures(report: &mut Report, outcome: &Outcome, what: &str) {
     }
 }
 
-/// Starts holtd on a fresh directory holding the `bench` template (one `Log-Information`).
-async fn start_bench_holtd(
+/// Starts holtd (one process, or the nodes of a cluster) on a fresh store holding the `bench`
+/// template (one `Log-Information`).
+async fn start_bench_servers(
     bench: &Bench,
-    tag: &str,
+    store: Store<'_>,
+    figure: &str,
     extra: &[&str],
-) -> Result<(HoltdDir, Holtd), BoxError> {
-    let dir = HoltdDir::new(tag, &[("bench", template(HI))])?;
-    let holtd = Holtd::start(&bench.holtd, &dir.db(), &dir.templates(), extra).await?;
-    Ok((dir, holtd))
+) -> Result<Servers, BoxError> {
+    Servers::start(
+        &bench.holtd,
+        store,
+        figure,
+        &[("bench", template(HI))],
+        extra,
+    )
+    .await
 }
 
 /// The bodies of a load run, in request order, as text.
@@ -228,6 +241,33 @@ pub(crate) async fn baseline_s(bench: &Bench, report: &mut Report) -> Result<(),
     Ok(())
 }
 
+/// Baseline P: durable group commits of job rows into PostgreSQL from `producers` concurrent
+/// producers.
+pub(crate) async fn baseline_p(
+    bench: &Bench,
+    server: &PgServer,
+    report: &mut Report,
+) -> Result<(), BoxError> {
+    let sizes = bench.sizes;
+    let result = pg::group_commit(server, sizes.producers, sizes.window).await?;
+    report.baseline(
+        "P",
+        format!(
+            "raw PostgreSQL group commit (tokio-postgres), {} producers",
+            sizes.producers
+        ),
+        Ok(result.commits as f64 / result.elapsed.as_secs_f64()),
+        "commits/s",
+    );
+    report.note(format!(
+        "baseline P: {} rows in {} transactions ({:.1} rows per commit)",
+        result.commits,
+        result.transactions,
+        result.commits as f64 / result.transactions.max(1) as f64
+    ));
+    Ok(())
+}
+
 /// Baseline L: log-entry rows in 100-row transactions, `synchronous=NORMAL`.
 pub(crate) async fn baseline_l(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
     let dir = bench.scratch.path().to_path_buf();
@@ -267,8 +307,12 @@ pub(crate) async fn idle(bench: &Bench, report: &mut Report) -> Result<(), BoxEr
     Ok(())
 }
 
-/// T1: triggers per second at `connections` connections.
-pub(crate) async fn t1(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
+/// T1: triggers per second at `connections` connections (spread round-robin over the nodes).
+pub(crate) async fn t1(
+    bench: &Bench,
+    store: Store<'_>,
+    report: &mut Report,
+) -> Result<(), BoxError> {
     let sizes = bench.sizes;
     // The default concurrency: T1 measures how fast triggers are accepted; the jobs they
     // create queue up behind it (the queue limit is lifted) rather than compete for the CPU.
@@ -277,41 +321,48 @@ pub(crate) async fn t1(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
         bench.unlimited_queue(),
     ]
     .concat();
-    let (_dir, mut holtd) = start_bench_holtd(bench, "t1", &args).await?;
+    let mut servers = start_bench_servers(bench, store, "t1", &args).await?;
+    let addrs = servers.addrs();
     let trigger = |_| TRIGGER.to_owned();
-    client::run(
-        holtd.addr,
+    client::run_on(
+        &addrs,
         Load::timed(sizes.connections, sizes.warmup),
         trigger,
         ignore,
     )
     .await?;
-    let outcome = client::run(
-        holtd.addr,
+    let outcome = client::run_on(
+        &addrs,
         Load::timed(sizes.connections, sizes.window),
         trigger,
         ignore,
     )
     .await?;
-    let rss = holtd.rss();
-    holtd.kill9();
-    note_failures(report, &outcome, "T1");
+    let rss = servers.rss();
+    servers.kill9();
+    let name = store.name("T1");
+    note_failures(report, &outcome, &name);
     report.note(format!(
-        "T1: {} jobs accepted in {:.1} s (after {:.1} s of warm-up); holtd RSS at the end {} MB",
+        "{name}: {} jobs accepted in {:.1} s (after {:.1} s of warm-up); holtd RSS at the end {} MB",
         outcome.ok,
         outcome.elapsed.as_secs_f64(),
         sizes.warmup.as_secs_f64(),
         rss.map_or("?".to_owned(), |r| number(r as f64 / MB))
     ));
+    let (baseline, target) = match store {
+        Store::Sqlite => ("H", ">= 0.5x H"),
+        Store::Postgres { .. } => ("P", ""),
+    };
     report.figure(
         format!(
-            "T1 trigger throughput, {} connections, durability full",
-            sizes.connections
+            "T1 trigger throughput, {} connections, durability full{}",
+            sizes.connections,
+            store.suffix()
         ),
         Ok(outcome.rate()),
         "triggers/s",
-        Some("H"),
-        ">= 0.5x H",
+        Some(baseline),
+        target,
     );
     Ok(())
 }
@@ -327,13 +378,14 @@ struct AllTerminal {
 /// token is polled alone (every millisecond) until it is terminal; then every other job is
 /// checked, and any still running is polled until it ends, which moves the end time to then.
 async fn wait_terminal(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     tokens: &[String],
     connections: usize,
     deadline: Instant,
 ) -> Result<AllTerminal, BoxError> {
     let last = tokens.last().ok_or("no jobs to wait for")?;
-    let mut client = Client::connect(addr).await?;
+    let first = *addrs.first().ok_or("no server to ask")?;
+    let mut client = Client::connect(first).await?;
     let mut at = loop {
         let (code, body) = client.get(&status_path(last)).await?;
         if code != 200 {
@@ -363,8 +415,8 @@ async fn wait_terminal(
         }
         let list = Arc::new(std::mem::take(&mut remaining));
         let paths = list.clone();
-        let outcome = client::run(
-            addr,
+        let outcome = client::run_on(
+            addrs,
             Load::counted(
                 connections.min(list.len()),
                 list.len() as u64,
@@ -400,40 +452,55 @@ async fn wait_terminal(
 }
 
 /// T2: jobs per second from trigger to terminal status.
-pub(crate) async fn t2(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
+pub(crate) async fn t2(
+    bench: &Bench,
+    store: Store<'_>,
+    report: &mut Report,
+) -> Result<(), BoxError> {
     let sizes = bench.sizes;
     let jobs = sizes.t2_jobs;
     // Jobs this small are bound by commits, not CPU: 64 at once share each group commit.
-    let (_dir, mut holtd) = start_bench_holtd(
+    let mut servers = start_bench_servers(
         bench,
+        store,
         "t2",
         &["--durability", "full", "--max-concurrent-jobs", "64"],
     )
     .await?;
+    let addrs = servers.addrs();
     let start = Instant::now();
     let deadline = start + sizes.patience;
-    let mut outcome = client::run(
-        holtd.addr,
+    let mut outcome = client::run_on(
+        &addrs,
         Load::counted(sizes.connections, jobs, sizes.patience).with_bodies(),
         |_| TRIGGER.to_owned(),
         ignore,
     )
     .await?;
-    note_failures(report, &outcome, "T2 triggers");
+    let name = store.name("T2");
+    note_failures(report, &outcome, &format!("{name} triggers"));
     let triggered = outcome.elapsed;
     let tokens = tokens_of(&mut outcome);
-    let done = wait_terminal(holtd.addr, &tokens, sizes.connections, deadline).await?;
-    holtd.kill9();
+    let done = wait_terminal(&addrs, &tokens, sizes.connections, deadline).await?;
+    servers.kill9();
     let elapsed = done.at - start;
+    let (baseline, target) = match store {
+        Store::Sqlite => ("S", ">= 10,000 jobs/s"),
+        Store::Postgres { .. } => ("P", ""),
+    };
     report.figure(
-        format!("T2 end to end, {} jobs trigger -> terminal", tokens.len()),
+        format!(
+            "T2 end to end, {} jobs trigger -> terminal{}",
+            tokens.len(),
+            store.suffix()
+        ),
         Ok(tokens.len() as f64 / elapsed.as_secs_f64()),
         "jobs/s",
-        Some("S"),
-        ">= 10,000 jobs/s",
+        Some(baseline),
+        target,
     );
     report.note(format!(
-        "T2: {} jobs triggered in {:.2} s ({} triggers/s), all terminal after {:.2} s; final statuses {:?}",
+        "{name}: {} jobs triggered in {:.2} s ({} triggers/s), all terminal after {:.2} s; final statuses {:?}",
         tokens.len(),
         triggered.as_secs_f64(),
         number(tokens.len() as f64 / triggered.as_secs_f64()),
@@ -444,17 +511,21 @@ pub(crate) async fn t2(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
 }
 
 /// T3: status latency at `connections` connections while triggers run at as many more.
-pub(crate) async fn t3(bench: &Bench, report: &mut Report) -> Result<(), BoxError> {
+pub(crate) async fn t3(
+    bench: &Bench,
+    store: Store<'_>,
+    report: &mut Report,
+) -> Result<(), BoxError> {
     let sizes = bench.sizes;
     let args = [
         &["--durability", "full", "--max-concurrent-jobs", "64"],
         bench.unlimited_queue(),
     ]
     .concat();
-    let (_dir, mut holtd) = start_bench_holtd(bench, "t3", &args).await?;
-    let addr = holtd.addr;
-    let mut seeded = client::run(
-        addr,
+    let mut servers = start_bench_servers(bench, store, "t3", &args).await?;
+    let addrs = servers.addrs();
+    let mut seeded = client::run_on(
+        &addrs,
         Load::counted(sizes.connections, sizes.t3_tokens, sizes.patience).with_bodies(),
         |_| TRIGGER.to_owned(),
         ignore,
@@ -474,8 +545,8 @@ pub(crate) async fn t3(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
             .unwrap_or(1),
     ));
     let newest = latest.clone();
-    let trigger_load = client::run(
-        addr,
+    let trigger_load = client::run_on(
+        &addrs,
         Load::timed(sizes.connections, sizes.window),
         |_| TRIGGER.to_owned(),
         move |_, body| {
@@ -488,8 +559,8 @@ pub(crate) async fn t3(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
         },
     );
     let old = finished.clone();
-    let status_load = client::run(
-        addr,
+    let status_load = client::run_on(
+        &addrs,
         Load::timed(sizes.connections, sizes.window).with_latencies(),
         move |i| {
             if i % 2 == 0 {
@@ -501,28 +572,32 @@ pub(crate) async fn t3(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
         ignore,
     );
     let (triggers, statuses) = tokio::join!(trigger_load, status_load);
-    holtd.kill9();
+    servers.kill9();
     let (triggers, mut statuses) = (triggers?, statuses?);
-    note_failures(report, &triggers, "T3 triggers");
-    note_failures(report, &statuses, "T3 status calls");
+    let name = store.name("T3");
+    note_failures(report, &triggers, &format!("{name} triggers"));
+    note_failures(report, &statuses, &format!("{name} status calls"));
     statuses.latencies_us.sort_unstable();
     let p = |q| quantile_ms(&statuses.latencies_us, q).ok_or_else(|| "no requests".to_owned());
     report.figure(
-        "T3 status p50 under trigger load",
+        format!("T3 status p50 under trigger load{}", store.suffix()),
         p(0.5),
         "ms",
         Some("H99"),
         "",
     );
     report.figure(
-        "T3 status p99 under trigger load",
+        format!("T3 status p99 under trigger load{}", store.suffix()),
         p(0.99),
         "ms",
         Some("H99"),
-        "<= 5 ms",
+        match store {
+            Store::Sqlite => "<= 5 ms",
+            Store::Postgres { .. } => "",
+        },
     );
     report.note(format!(
-        "T3: {} status calls/s and {} triggers/s meanwhile ({} + {} connections); max status latency {} ms",
+        "{name}: {} status calls/s and {} triggers/s meanwhile ({} + {} connections); max status latency {} ms",
         number(statuses.rate()),
         number(triggers.rate()),
         sizes.connections,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::BoxError;
 use crate::client::Client;
+use crate::pg::{PgServer, ScratchDb};
 
 /// The workspace this benchmark was built from, when it is still there.
 pub(crate) fn workspace_root() -> Option<PathBuf> {
@@ -289,5 +290,122 @@ impl RssSampler {
     pub(crate) async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap_or(0)
+    }
+}
+
+/// Where the holtd processes of a measurement keep their jobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Store<'a> {
+    /// One holtd on a SQLite file of its own.
+    Sqlite,
+    /// `nodes` holtd processes (nodes of one service) on one fresh database of this server.
+    Postgres { server: &'a PgServer, nodes: usize },
+}
+
+impl Store<'_> {
+    /// What to add to a figure's name in the table: nothing for SQLite, so that its rows read
+    /// as they always have.
+    pub(crate) fn suffix(&self) -> String {
+        match self {
+            Store::Sqlite => String::new(),
+            Store::Postgres { nodes, .. } => format!(", PostgreSQL, {}", node_count(*nodes)),
+        }
+    }
+
+    /// The figure's short name in notes: `T1`, or `T1 (PostgreSQL, 3 nodes)`.
+    pub(crate) fn name(&self, figure: &str) -> String {
+        match self {
+            Store::Sqlite => figure.to_owned(),
+            Store::Postgres { nodes, .. } => {
+                format!("{figure} (PostgreSQL, {})", node_count(*nodes))
+            }
+        }
+    }
+
+    /// The tag of the scratch directory (and database).
+    fn tag(&self, figure: &str) -> String {
+        match self {
+            Store::Sqlite => figure.to_owned(),
+            Store::Postgres { nodes, .. } => format!("{figure}_{nodes}n"),
+        }
+    }
+}
+
+fn node_count(nodes: usize) -> String {
+    if nodes == 1 {
+        "1 node".to_owned()
+    } else {
+        format!("{nodes} nodes")
+    }
+}
+
+/// The holtd processes of one measurement and what they stand on. When dropped, every process
+/// is killed (fields drop in order), then the database is dropped, then the directory removed.
+#[derive(Debug)]
+pub(crate) struct Servers {
+    nodes: Vec<Holtd>,
+    _db: Option<ScratchDb>,
+    _dir: HoltdDir,
+}
+
+impl Servers {
+    /// Starts holtd on a fresh store holding these templates (`(name, toml)`), each process
+    /// with the `extra` arguments. On PostgreSQL, every node gets its own `--node-name` and the
+    /// same `--secrets-key` file; the first node starts alone, so that it creates the tables and
+    /// the key before the others read them.
+    pub(crate) async fn start(
+        binary: &Path,
+        store: Store<'_>,
+        figure: &str,
+        templates: &[(&str, String)],
+        extra: &[&str],
+    ) -> Result<Servers, BoxError> {
+        let tag = store.tag(figure);
+        let dir = HoltdDir::new(&tag, templates)?;
+        match store {
+            Store::Sqlite => {
+                let holtd = Holtd::start(binary, &dir.db(), &dir.templates(), extra).await?;
+                Ok(Servers {
+                    nodes: vec![holtd],
+                    _db: None,
+                    _dir: dir,
+                })
+            }
+            Store::Postgres { server, nodes } => {
+                let db = server.scratch(&tag.to_ascii_lowercase()).await?;
+                let key = dir.path().join("secrets.key");
+                let key = key.to_str().ok_or("the scratch directory is not UTF-8")?;
+                let mut started = Vec::with_capacity(nodes);
+                for i in 1..=nodes {
+                    let name = format!("node-{i}");
+                    let args = [extra, &["--secrets-key", key, "--node-name", &name]].concat();
+                    started.push(
+                        Holtd::start(binary, Path::new(db.url()), &dir.templates(), &args).await?,
+                    );
+                }
+                Ok(Servers {
+                    nodes: started,
+                    _db: Some(db),
+                    _dir: dir,
+                })
+            }
+        }
+    }
+
+    /// Every node's address, in node order.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|node| node.addr).collect()
+    }
+
+    /// The resident memory of all nodes together, in bytes.
+    pub(crate) fn rss(&self) -> Option<u64> {
+        self.nodes.iter().map(Holtd::rss).sum()
+    }
+
+    /// Ends every node with SIGKILL.
+    pub(crate) fn kill9(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
     }
 }

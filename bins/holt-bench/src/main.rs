@@ -1,7 +1,9 @@
 //! holt-bench: measures a real holtd process on loopback against baselines run on the same
 //! machine in the same run (a raw hyper server, raw SQLite), and prints each figure beside its
 //! baseline as a ratio, so that results survive a noisy machine. The figures and targets are
-//! those of issue 5; docs/benchmarks.md says what each measures and how.
+//! those of issue 5; docs/benchmarks.md says what each measures and how. With `--db URL` it
+//! measures holtd on PostgreSQL instead, one node and a cluster of three, against raw
+//! PostgreSQL (issue 11).
 //!
 //! It builds holtd with the cargo and profile that built it, starts a fresh holtd for each
 //! figure in a temporary directory, listens and connects only on 127.0.0.1, and bounds every
@@ -16,8 +18,10 @@ mod baseline;
 mod client;
 mod figures;
 mod holtd;
+mod pg;
 mod report;
 mod ssh;
+mod wake;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -26,7 +30,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::figures::{Bench, Sizes};
-use crate::holtd::ScratchDir;
+use crate::holtd::{ScratchDir, Store};
+use crate::pg::PgServer;
 use crate::report::Report;
 
 /// The error type of the benchmark: any error, shown as text.
@@ -35,26 +40,39 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Parser)]
 #[command(
     name = "holt-bench",
-    about = "Measures holtd on loopback against raw hyper and raw SQLite baselines (issue 5)"
+    about = "Measures holtd on loopback against raw hyper and raw SQLite baselines (issue 5), \
+             or on PostgreSQL against raw PostgreSQL (issue 11)"
 )]
 struct Cli {
     /// A smoke run of about a minute: smaller sizes and shorter windows. Every figure is still
     /// measured; the numbers are not comparable with a full run.
     #[arg(long)]
     quick: bool,
-    /// Only these figures, comma-separated: H, S, L, idle, T1, T2, T3, T4, T5, T6, T7, SSH. The
-    /// baselines they are compared with are measured too.
+    /// Only these figures, comma-separated: H, S, L, idle, T1, T2, T3, T4, T5, T6, T7, SSH;
+    /// with --db: H, P, T1, T2, T3, W. The baselines they are compared with are measured too.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Measure this holtd binary instead of building one with cargo.
     #[arg(long)]
     holtd: Option<PathBuf>,
+    /// Measure holtd on PostgreSQL: T1, T2, T3 and W against one node and against three nodes,
+    /// each measurement on a database of its own created on this server and dropped after,
+    /// beside baseline P. A URL of a database on the server where the user may create
+    /// databases, e.g. postgres://postgres@127.0.0.1:5432/test.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 /// Every figure, in the order measured.
 const FIGURES: [&str; 12] = [
     "H", "S", "L", "IDLE", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "SSH",
 ];
+
+/// Every figure on PostgreSQL (`--db`), in the order measured.
+const PG_FIGURES: [&str; 6] = ["H", "P", "T1", "T2", "T3", "W"];
+
+/// The cluster sizes each PostgreSQL figure is measured at, one after the other.
+const PG_NODES: [usize; 2] = [1, 3];
 
 /// The baselines each figure is compared with.
 fn needs(figure: &str) -> &'static [&'static str] {
@@ -66,17 +84,31 @@ fn needs(figure: &str) -> &'static [&'static str] {
     }
 }
 
-fn selection(only: &[String]) -> Result<BTreeSet<&'static str>, String> {
+/// The baselines each figure on PostgreSQL is compared with.
+fn pg_needs(figure: &str) -> &'static [&'static str] {
+    match figure {
+        "T1" | "T2" => &["P"],
+        "T3" => &["H"],
+        _ => &[],
+    }
+}
+
+fn selection(
+    only: &[String],
+    figures: &[&'static str],
+    needs: fn(&str) -> &'static [&'static str],
+) -> Result<BTreeSet<&'static str>, String> {
     if only.is_empty() {
-        return Ok(FIGURES.into_iter().collect());
+        return Ok(figures.iter().copied().collect());
     }
     let mut chosen = BTreeSet::new();
     for name in only {
         let name = name.trim().to_ascii_uppercase();
-        let figure = FIGURES
-            .into_iter()
+        let figure = figures
+            .iter()
+            .copied()
             .find(|f| *f == name)
-            .ok_or_else(|| format!("unknown figure {name:?}; known: {}", FIGURES.join(", ")))?;
+            .ok_or_else(|| format!("unknown figure {name:?}; known: {}", figures.join(", ")))?;
         chosen.insert(figure);
         chosen.extend(needs(figure));
     }
@@ -85,7 +117,11 @@ fn selection(only: &[String]) -> Result<BTreeSet<&'static str>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let chosen = match selection(&cli.only) {
+    let chosen = match &cli.db {
+        None => selection(&cli.only, &FIGURES, needs),
+        Some(_) => selection(&cli.only, &PG_FIGURES, pg_needs),
+    };
+    let chosen = match chosen {
         Ok(chosen) => chosen,
         Err(e) => {
             eprintln!("holt-bench: {e}");
@@ -124,6 +160,11 @@ async fn run(cli: Cli, chosen: BTreeSet<&'static str>) -> Result<bool, BoxError>
     } else {
         ("full", Sizes::full())
     };
+    // The server is checked before anything is built, so that a wrong URL fails at once.
+    let pg = match &cli.db {
+        Some(url) => Some(PgServer::open(url).await?),
+        None => None,
+    };
     let holtd = match cli.holtd {
         Some(path) => path,
         None => {
@@ -148,43 +189,79 @@ async fn run(cli: Cli, chosen: BTreeSet<&'static str>) -> Result<bool, BoxError>
             .filter(|dir| dir.is_dir()),
         holtd_help,
     };
-    let header = report::header(mode, &bench.holtd, workspace.as_deref());
+    let mut header = report::header(mode, &bench.holtd, workspace.as_deref());
+    if let Some(server) = &pg {
+        header.push_str(&format!(
+            "database: PostgreSQL at {} ({}); a database of its own for each measurement\n",
+            server.shown, server.settings
+        ));
+    }
     eprint!("{header}");
 
+    // Each step is a figure on a store: SQLite, or PostgreSQL with a number of nodes (every
+    // PostgreSQL figure but the baselines once per cluster size, the sizes side by side).
+    let steps: Vec<(&'static str, Store<'_>)> = match &pg {
+        None => FIGURES
+            .into_iter()
+            .filter(|f| chosen.contains(f))
+            .map(|f| (f, Store::Sqlite))
+            .collect(),
+        Some(server) => PG_FIGURES
+            .into_iter()
+            .filter(|f| chosen.contains(f))
+            .flat_map(|f| {
+                let sizes: &[usize] = if matches!(f, "H" | "P") {
+                    &[1]
+                } else {
+                    &PG_NODES
+                };
+                sizes
+                    .iter()
+                    .map(move |&nodes| (f, Store::Postgres { server, nodes }))
+            })
+            .collect(),
+    };
     let mut report = Report::default();
     let mut complete = true;
-    for figure in FIGURES {
-        if !chosen.contains(figure) {
-            continue;
-        }
-        eprintln!("holt-bench: measuring {figure}");
+    for (figure, store) in steps {
+        let label = if matches!(figure, "H" | "P") {
+            figure.to_owned()
+        } else {
+            store.name(figure)
+        };
+        eprintln!("holt-bench: measuring {label}");
         let began = std::time::Instant::now();
-        let measured = match figure {
-            "H" => figures::baseline_h(&bench, &mut report).await,
-            "S" => figures::baseline_s(&bench, &mut report).await,
-            "L" => figures::baseline_l(&bench, &mut report).await,
-            "IDLE" => figures::idle(&bench, &mut report).await,
-            "T1" => figures::t1(&bench, &mut report).await,
-            "T2" => figures::t2(&bench, &mut report).await,
-            "T3" => figures::t3(&bench, &mut report).await,
-            "T4" => figures::t4(&bench, &mut report).await,
-            "T5" => figures::t5(&bench, &mut report).await,
-            "T6" => figures::t6(&bench, &mut report).await,
-            "T7" => figures::t7(&bench, &mut report).await,
-            _ => ssh::ssh(&bench, &mut report).await,
+        let measured = match (figure, store) {
+            ("H", _) => figures::baseline_h(&bench, &mut report).await,
+            ("S", _) => figures::baseline_s(&bench, &mut report).await,
+            ("L", _) => figures::baseline_l(&bench, &mut report).await,
+            ("P", Store::Postgres { server, .. }) => {
+                figures::baseline_p(&bench, server, &mut report).await
+            }
+            ("IDLE", _) => figures::idle(&bench, &mut report).await,
+            ("T1", store) => figures::t1(&bench, store, &mut report).await,
+            ("T2", store) => figures::t2(&bench, store, &mut report).await,
+            ("T3", store) => figures::t3(&bench, store, &mut report).await,
+            ("T4", _) => figures::t4(&bench, &mut report).await,
+            ("T5", _) => figures::t5(&bench, &mut report).await,
+            ("T6", _) => figures::t6(&bench, &mut report).await,
+            ("T7", _) => figures::t7(&bench, &mut report).await,
+            ("W", store) => wake::w(&bench, store, &mut report).await,
+            ("SSH", _) => ssh::ssh(&bench, &mut report).await,
+            _ => Err(format!("{label} cannot be measured here").into()),
         };
         // Each figure's files are deleted by now; flushing what is left of them to disk keeps
         // their write-back from slowing the next figure's fsyncs.
         let _ = std::process::Command::new("sync").status();
         eprintln!(
-            "holt-bench: {figure} took {:.1} s",
+            "holt-bench: {label} took {:.1} s",
             began.elapsed().as_secs_f64()
         );
         if let Err(e) = measured {
             complete = false;
-            eprintln!("holt-bench: {figure} failed: {e}");
+            eprintln!("holt-bench: {label} failed: {e}");
             report.figure(
-                format!("{figure} (failed)"),
+                format!("{label} (failed)"),
                 Err(e.to_string()),
                 "",
                 None,
