@@ -17,6 +17,7 @@
 mod baseline;
 mod client;
 mod figures;
+mod follow;
 mod holtd;
 mod pg;
 mod report;
@@ -49,7 +50,7 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only these figures, comma-separated: H, S, L, idle, T1, T2, T3, T4, T5, T6, T7, SSH;
-    /// with --db: H, P, T1, T2, T3, W. The baselines they are compared with are measured too.
+    /// with --db: H, P, T1, T2, T3, W, F. The baselines they are compared with are measured too.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Measure this holtd binary instead of building one with cargo.
@@ -69,7 +70,7 @@ const FIGURES: [&str; 12] = [
 ];
 
 /// Every figure on PostgreSQL (`--db`), in the order measured.
-const PG_FIGURES: [&str; 6] = ["H", "P", "T1", "T2", "T3", "W"];
+const PG_FIGURES: [&str; 7] = ["H", "P", "T1", "T2", "T3", "W", "F"];
 
 /// The cluster sizes each PostgreSQL figure is measured at, one after the other.
 const PG_NODES: [usize; 2] = [1, 3];
@@ -247,6 +248,7 @@ async fn run(cli: Cli, chosen: BTreeSet<&'static str>) -> Result<bool, BoxError>
             ("T6", _) => figures::t6(&bench, &mut report).await,
             ("T7", _) => figures::t7(&bench, &mut report).await,
             ("W", store) => wake::w(&bench, store, &mut report).await,
+            ("F", store) => follow::f(&bench, store, &mut report).await,
             ("SSH", _) => ssh::ssh(&bench, &mut report).await,
             _ => Err(format!("{label} cannot be measured here").into()),
         };
