@@ -1038,34 +1038,8 @@ pub(crate) async fn t7(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
     if response.status() != 200 {
         return Err(format!("follow: {}", response.status()).into());
     }
-    let mut body = response.into_body();
-    let mut pending = Vec::new();
-    let mut delays_us: Vec<u32> = Vec::new();
     let deadline = Instant::now() + sizes.patience;
-    while let Some(frame) = tokio::time::timeout_at(deadline.into(), body.frame())
-        .await
-        .map_err(|_| format!("the job was not done after {:?}", sizes.patience))?
-    {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            let printed = text
-                .trim_end()
-                .strip_prefix("INFO: ")
-                .and_then(|t| t.parse::<u128>().ok());
-            if let Some(printed) = printed {
-                let delay = now_ns.saturating_sub(printed) / 1000;
-                delays_us.push(delay.min(u128::from(u32::MAX)) as u32);
-            }
-        }
-    }
+    let (_, mut delays_us) = follow_printed_times(response, 0, deadline, sizes.patience).await?;
     if delays_us.len() as u64 != lines {
         return Err(format!("the follower got {} of {lines} lines", delays_us.len()).into());
     }
@@ -1091,4 +1065,47 @@ pub(crate) async fn t7(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
         p(1.0).map_or("?".to_owned(), number)
     ));
     Ok(())
+}
+
+/// Reads a followed log body whose lines are times of day in nanoseconds (`INFO: <ns>`) to its
+/// end, taking this machine's clock as each arrives. Returns how many such lines arrived, and
+/// the delay (arrival minus printed time, in microseconds) of each printed after `after_ns`.
+pub(crate) async fn follow_printed_times(
+    response: hyper::Response<hyper::body::Incoming>,
+    after_ns: u128,
+    deadline: Instant,
+    patience: Duration,
+) -> Result<(u64, Vec<u32>), BoxError> {
+    let mut body = response.into_body();
+    let mut pending = Vec::new();
+    let mut delays_us: Vec<u32> = Vec::new();
+    let mut received = 0u64;
+    while let Some(frame) = tokio::time::timeout_at(deadline.into(), body.frame())
+        .await
+        .map_err(|_| format!("the job was not done after {patience:?}"))?
+    {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let printed = text
+                .trim_end()
+                .strip_prefix("INFO: ")
+                .and_then(|t| t.parse::<u128>().ok());
+            if let Some(printed) = printed {
+                received += 1;
+                if printed > after_ns {
+                    let delay = now_ns.saturating_sub(printed) / 1000;
+                    delays_us.push(delay.min(u128::from(u32::MAX)) as u32);
+                }
+            }
+        }
+    }
+    Ok((received, delays_us))
 }

@@ -7,8 +7,6 @@
 
 use std::time::Instant;
 
-use http_body_util::BodyExt;
-
 use crate::BoxError;
 use crate::client::{Client, quantile_ms};
 use crate::figures::Bench;
@@ -80,37 +78,8 @@ pub(crate) async fn f(
     if response.status() != 200 {
         return Err(format!("follow: {}", response.status()).into());
     }
-    let mut body = response.into_body();
-    let mut pending = Vec::new();
-    let mut delays_us: Vec<u32> = Vec::new();
-    let mut received = 0u64;
-    while let Some(frame) = tokio::time::timeout_at(deadline.into(), body.frame())
-        .await
-        .map_err(|_| format!("the job was not done after {:?}", sizes.patience))?
-    {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            let printed = text
-                .trim_end()
-                .strip_prefix("INFO: ")
-                .and_then(|t| t.parse::<u128>().ok());
-            if let Some(printed) = printed {
-                received += 1;
-                if printed > asked_ns {
-                    let delay = now_ns.saturating_sub(printed) / 1000;
-                    delays_us.push(delay.min(u128::from(u32::MAX)) as u32);
-                }
-            }
-        }
-    }
+    let (received, delays_us) =
+        crate::figures::follow_printed_times(response, asked_ns, deadline, sizes.patience).await?;
     servers.kill9();
     if received != lines || delays_us.is_empty() {
         return Err(format!("the follower got {received} of {lines} lines").into());

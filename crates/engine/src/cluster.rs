@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use holt_domain::{JobStatus, JobToken, LogLevel};
+use holt_domain::{JobStatus, JobToken};
 use holt_storage::{ClusterStore, JobRecord, Lease};
 use tokio::sync::Notify;
 
 use crate::EngineError;
 use crate::engine::{Engine, INTERRUPTED_MESSAGE};
-use crate::joblog::JobLog;
 use crate::sync::lock;
 
 mod shared;
@@ -333,21 +332,7 @@ impl Engine {
         let Some((cluster, node)) = self.node() else {
             return self.end_unrun(token, message).await;
         };
-        let next = self
-            .inner
-            .store
-            .last_seq(token)
-            .await?
-            .map_or(0, |seq| seq + 1);
-        let log = JobLog::new(
-            token,
-            self.inner.store.clone(),
-            next,
-            Vec::new(),
-            self.log_limits(),
-            None,
-        );
-        log.write_final(LogLevel::Error, message).await?;
+        self.write_last_line(token, message).await?;
         self.finish_claimed(cluster, node, token, JobStatus::Error)
             .await?;
         Ok(())

@@ -87,6 +87,31 @@ impl Engine {
         }
     }
 
+    /// Writes `message` as an `ERROR` line after whatever the job's log holds, and waits for it
+    /// to be durable.
+    pub(crate) async fn write_last_line(
+        &self,
+        token: JobToken,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        let next = self
+            .inner
+            .store
+            .last_seq(token)
+            .await?
+            .map_or(0, |seq| seq + 1);
+        let log = JobLog::new(
+            token,
+            self.inner.store.clone(),
+            next,
+            Vec::new(),
+            self.log_limits(),
+            None,
+        );
+        log.write_final(LogLevel::Error, message).await?;
+        Ok(())
+    }
+
     /// Ends a job that never ran with one `ERROR` line saying why.
     pub(crate) async fn end_unrun(
         &self,
@@ -170,22 +195,7 @@ impl Engine {
         token: JobToken,
         template: &TemplateName,
     ) -> Result<(), EngineError> {
-        let next = self
-            .inner
-            .store
-            .last_seq(token)
-            .await?
-            .map_or(0, |seq| seq + 1);
-        let log = JobLog::new(
-            token,
-            self.inner.store.clone(),
-            next,
-            Vec::new(),
-            self.log_limits(),
-            None,
-        );
-        log.write_final(LogLevel::Error, INTERNAL_ERROR_MESSAGE)
-            .await?;
+        self.write_last_line(token, INTERNAL_ERROR_MESSAGE).await?;
         self.finish(token, template, JobStatus::Error).await
     }
 

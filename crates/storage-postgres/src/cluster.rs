@@ -186,8 +186,8 @@ async fn settle_jobs(
     Ok(settled)
 }
 
-/// Writes `message` as a job's last line and ends it `Error`.
-async fn end_with_line(
+/// Writes `message` as a job's last line and ends it `Error`, no node's any more.
+pub(crate) async fn end_with_line(
     tx: &Transaction<'_>,
     token: JobToken,
     message: &str,

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Transaction};
-use holt_domain::{
-    InfraChange, Inventory, JobStatus, JobToken, LogEntry, LogLevel, ScopePath, TriggerSource,
-};
+use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, TriggerSource};
 use holt_storage::backend::{encode_variables, pack, runs};
 use holt_storage::{Admitted, Created, NewJob, Policy, Recovery, RetentionRule, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -662,34 +660,7 @@ async fn recover(
             Ok(token) => token,
             Err(e) => return Ok(Err(e)),
         };
-        let next: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(last_seq) + 1, 0) FROM log_chunks WHERE job_id = $1",
-                &[&id],
-            )
-            .await?
-            .get(0);
-        let entry = LogEntry {
-            seq: next as u64,
-            level: LogLevel::Error,
-            scope: ScopePath::root(),
-            time_ms: at_ms,
-            text: message.to_owned(),
-        };
-        write_chunks(tx, token, &[&entry]).await?;
-        tx.execute(
-            "UPDATE jobs SET status = $2, finished_ms = $3 WHERE id = $1",
-            &[&id, &status_code(JobStatus::Error), &at_ms],
-        )
-        .await?;
-        events.push(Event::Logged {
-            token,
-            next: entry.seq + 1,
-        });
-        events.push(Event::Status {
-            token,
-            status: JobStatus::Error,
-        });
+        crate::cluster::end_with_line(tx, token, message, at_ms, events).await?;
         interrupted.push(token);
     }
     let pending = tx
