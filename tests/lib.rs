@@ -31,6 +31,12 @@ pub fn holtd_binary() -> &'static Path {
     BINARY.get_or_init(|| build_binary("holtd"))
 }
 
+/// The `holt` command line, built once per test process.
+pub fn holt_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_binary("holt"))
+}
+
 /// Builds the binary `name` of the package of the same name in the test's own profile.
 fn build_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -8,6 +8,7 @@
 
 mod api;
 mod beyond;
+mod cli;
 mod client;
 mod cluster;
 mod docs;

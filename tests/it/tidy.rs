@@ -165,6 +165,8 @@ fn dependencies_point_one_way() {
         ("holt-http", &["holt-domain", "holt-plan", "holt-engine"]),
         // The client speaks HTTP to a server; it shares the domain's words, nothing else.
         ("holt-client", &["holt-domain", "holt-plan"]),
+        // The command line is a client: it reaches holtd only over HTTP.
+        ("holt", &["holt-client", "holt-domain", "holt-plan"]),
     ];
     for (package, may) in allowed {
         for dep in &meta.direct[*package] {
@@ -179,9 +181,9 @@ fn dependencies_point_one_way() {
 }
 
 #[test]
-fn the_client_reaches_holtd_only_over_http() {
+fn the_client_and_the_command_line_reach_holtd_only_over_http() {
     let meta = metadata();
-    for package in ["holt-client"] {
+    for package in ["holt-client", "holt"] {
         let deps = closure(&meta, package);
         for banned in [
             "holt-engine",
@@ -197,6 +199,7 @@ fn the_client_reaches_holtd_only_over_http() {
         }
     }
     assert!(closure(&meta, "holt-client").contains("hyper-util"));
+    assert!(closure(&meta, "holt").contains("holt-client"));
 }
 
 #[test]
