@@ -28,26 +28,35 @@ use hyper_util::rt::TokioIo;
 /// The `holtd` binary, built once per test process.
 pub fn holtd_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/it-<hash> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "holtd", "--bin", "holtd"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build for holtd");
-        assert!(status.success(), "cargo build -p holtd failed");
-        let binary = profile_dir.join("holtd");
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| build_binary("holtd"))
+}
+
+/// The `holt` command line, built once per test process.
+pub fn holt_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_binary("holt"))
+}
+
+/// Builds the binary `name` of the package of the same name in the test's own profile.
+fn build_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/it-<hash> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", name, "--bin", name]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {name} failed");
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
 }
 
 /// A running holtd with its own directory, database and templates.

@@ -8,6 +8,8 @@
 
 mod api;
 mod beyond;
+mod cli;
+mod client;
 mod cluster;
 mod docs;
 mod embed;

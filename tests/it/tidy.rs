@@ -163,6 +163,10 @@ fn dependencies_point_one_way() {
         ("holt-engine", &["holt-domain", "holt-plan", "holt-storage"]),
         // The HTTP layer reads and follows logs through the engine, never the store.
         ("holt-http", &["holt-domain", "holt-plan", "holt-engine"]),
+        // The client speaks HTTP to a server; it shares the domain's words, nothing else.
+        ("holt-client", &["holt-domain", "holt-plan"]),
+        // The command line is a client: it reaches holtd only over HTTP.
+        ("holt", &["holt-client", "holt-domain", "holt-plan"]),
     ];
     for (package, may) in allowed {
         for dep in &meta.direct[*package] {
@@ -174,6 +178,28 @@ fn dependencies_point_one_way() {
             }
         }
     }
+}
+
+#[test]
+fn the_client_and_the_command_line_reach_holtd_only_over_http() {
+    let meta = metadata();
+    for package in ["holt-client", "holt"] {
+        let deps = closure(&meta, package);
+        for banned in [
+            "holt-engine",
+            "holt-storage",
+            "holt-storage-postgres",
+            "holt-http",
+            "rusqlite",
+            "tokio-postgres",
+            // One HTTP stack: hyper's own client, never a second one.
+            "reqwest",
+        ] {
+            assert!(!deps.contains(banned), "{package} depends on {banned}");
+        }
+    }
+    assert!(closure(&meta, "holt-client").contains("hyper-util"));
+    assert!(closure(&meta, "holt").contains("holt-client"));
 }
 
 #[test]
@@ -193,7 +219,10 @@ fn only_storage_names_the_database_and_only_http_names_hyper() {
             assert!(!deps.contains(db) || may, "{package} names {db}");
         }
         for web in ["hyper", "hyper-util", "http-body-util"] {
-            let may = matches!(package.as_str(), "holt-http" | "holt-tests" | "holt-bench");
+            let may = matches!(
+                package.as_str(),
+                "holt-http" | "holt-client" | "holt-tests" | "holt-bench"
+            );
             assert!(!deps.contains(web) || may, "{package} names {web}");
         }
     }

@@ -37,14 +37,16 @@ impl PgStore {
         let insert_job = tx
             .prepare_cached(
                 "INSERT INTO jobs (id, template, plan, variables, status, created_ms, started_ms,
-                                   finished_ms)
-                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                   finished_ms, source)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .await
             .map_err(db_error)?;
         for job in &batch.jobs {
             let status = i16::try_from(job.status)
                 .map_err(|_| StoreError::Corrupt(format!("status {}", job.status)))?;
+            let source = i16::try_from(job.source)
+                .map_err(|_| StoreError::Corrupt(format!("source {}", job.source)))?;
             tx.execute(
                 &insert_job,
                 &[
@@ -56,6 +58,7 @@ impl PgStore {
                     &job.created_ms,
                     &job.started_ms,
                     &job.finished_ms,
+                    &source,
                 ],
             )
             .await

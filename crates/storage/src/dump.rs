@@ -18,6 +18,8 @@ pub struct JobRow {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// What triggered it, as its stored code.
+    pub source: i64,
 }
 
 /// One log chunk's row.

@@ -185,7 +185,8 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut batch = dump::Batch::default();
             let mut jobs = conn.prepare(
-                "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms
+                "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms,
+                        source
                  FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows = jobs.query_map(rusqlite::params![after, limit], |row| {
@@ -198,6 +199,7 @@ impl SqliteStore {
                     created_ms: row.get(5)?,
                     started_ms: row.get(6)?,
                     finished_ms: row.get(7)?,
+                    source: row.get(8)?,
                 })
             })?;
             for row in rows {
