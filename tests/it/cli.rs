@@ -388,7 +388,8 @@ async fn help_is_complete() {
 #[tokio::test]
 async fn a_terminal_shows_the_spinner_with_status_and_elapsed_time() {
     let holtd = server().await;
-    let token = holtd.trigger("template=sleeps&Seconds=2").await;
+    // Long enough that a loaded machine still starts `holt` and draws while the job runs.
+    let token = holtd.trigger("template=sleeps&Seconds=5").await;
     holtd.wait_status(&token, "Executing").await;
     let command = format!(
         "{} --url {} status {token} --wait",

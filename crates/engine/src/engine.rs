@@ -265,8 +265,7 @@ impl Engine {
             .await
     }
 
-    /// [`Engine::trigger`], recording `source` as what triggered the job. On a cluster's shared
-    /// store, admission records every job as `api` for now.
+    /// [`Engine::trigger`], recording `source` as what triggered the job.
     pub async fn trigger_from(
         &self,
         template: &Arc<Template>,
@@ -277,7 +276,7 @@ impl Engine {
         self.health()?;
         if self.inner.node.is_some() {
             return self
-                .trigger_shared(template, variables, idempotency_key)
+                .trigger_shared(template, variables, idempotency_key, source)
                 .await;
         }
         let admission = self

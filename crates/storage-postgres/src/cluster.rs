@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use holt_domain::{JobStatus, JobToken, LogEntry, LogLevel, OnLimit, ScopePath, TemplateName};
+use holt_domain::{
+    JobStatus, JobToken, LogEntry, LogLevel, OnLimit, ScopePath, TemplateName, TriggerSource,
+};
 use holt_storage::{
     Admitted, CancelRequest, ClusterStore, JobRecord, Lease, NewJob, Policy, StoreError,
 };
@@ -25,7 +27,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::committed::{Event, payloads};
 use crate::error::db_error;
-use crate::writer::{Command, create_job, status_code, token_of, used_key, write_chunks};
+use crate::writer::{Command, create_job_from, status_code, token_of, used_key, write_chunks};
 use crate::{PgStore, row_to_job, status_from};
 
 /// The advisory lock class of Holt's cluster locks (the second key is the lock's own).
@@ -68,6 +70,7 @@ pub(crate) async fn admit(
     tx: &Transaction<'_>,
     job: &NewJob,
     policy: &Policy,
+    source: TriggerSource,
     queue: &mut QueueCount,
 ) -> Result<Result<Admitted, StoreError>, tokio_postgres::Error> {
     // A retried trigger gets its job back before anything else is looked at, as on one node.
@@ -140,7 +143,7 @@ pub(crate) async fn admit(
             }
         }
     }
-    let created = create_job(tx, job).await?;
+    let created = create_job_from(tx, job, source).await?;
     if let Ok(created) = &created
         && created.fresh
         && let Some((count, up_to)) = &mut queue.0
@@ -354,10 +357,20 @@ impl ClusterStore for PgStore {
         .await
     }
 
-    async fn admit(&self, job: NewJob, policy: &Policy) -> Result<Admitted, StoreError> {
+    async fn admit(
+        &self,
+        job: NewJob,
+        policy: &Policy,
+        source: TriggerSource,
+    ) -> Result<Admitted, StoreError> {
         let policy = policy.clone();
-        self.request(|ack| Command::Admit { job, policy, ack })
-            .await
+        self.request(|ack| Command::Admit {
+            job,
+            policy,
+            source,
+            ack,
+        })
+        .await
     }
 
     async fn claim(

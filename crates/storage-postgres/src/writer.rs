@@ -67,6 +67,7 @@ pub(crate) enum Command {
     Admit {
         job: NewJob,
         policy: Policy,
+        source: TriggerSource,
         ack: Ack<Admitted>,
     },
 }
@@ -424,8 +425,13 @@ async fn apply(
         Command::Recover { message, at_ms, .. } => {
             Outcome::Recovery(recover(tx, message, *at_ms, events).await?)
         }
-        Command::Admit { job, policy, .. } => {
-            let admitted = crate::cluster::admit(tx, job, policy, queue).await?;
+        Command::Admit {
+            job,
+            policy,
+            source,
+            ..
+        } => {
+            let admitted = crate::cluster::admit(tx, job, policy, *source, queue).await?;
             if let Ok(Admitted::Created(token)) = admitted {
                 events.push(Event::Created { token });
             }
@@ -440,14 +446,6 @@ pub(crate) fn token_of(id: i64) -> Result<JobToken, StoreError> {
         .ok()
         .and_then(JobToken::new)
         .ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))
-}
-
-/// [`create_job_from`] for a job triggered over the API (what a cluster's admission records).
-pub(crate) async fn create_job(
-    tx: &Transaction<'_>,
-    job: &NewJob,
-) -> Result<Result<Created, StoreError>, tokio_postgres::Error> {
-    create_job_from(tx, job, TriggerSource::Api).await
 }
 
 pub(crate) async fn create_job_from(

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, OnLimit, TemplateName};
+use holt_domain::{JobStatus, JobToken, OnLimit, TemplateName, TriggerSource};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{JobRecord, NewJob, StoreError};
@@ -90,10 +90,16 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
     /// `message` its last log line. Returns those jobs.
     async fn settle_expired(&self, message: &str) -> Result<Vec<JobToken>, StoreError>;
 
-    /// Records a new pending job unless the template's policy, counted over every node,
+    /// Records a new pending job, triggered by `source`, unless the template's policy, counted
+    /// over every node,
     /// decides otherwise (see [`Admitted`]). Idempotency keys work as in
     /// [`JobStore::create_job`](crate::JobStore::create_job) and come before the policy.
-    async fn admit(&self, job: NewJob, policy: &Policy) -> Result<Admitted, StoreError>;
+    async fn admit(
+        &self,
+        job: NewJob,
+        policy: &Policy,
+        source: TriggerSource,
+    ) -> Result<Admitted, StoreError>;
 
     /// Takes up to `room` pending jobs for `lease`'s node, oldest first, each now `Executing`
     /// there (started at the database's time). A job whose template has `limits[template]`

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use holt_domain::{JobStatus, JobToken, Template, Variables};
+use holt_domain::{JobStatus, JobToken, Template, TriggerSource, Variables};
 use holt_storage::{Admitted, CancelRequest, Idempotency, NewJob, Policy};
 
 use crate::EngineError;
@@ -19,6 +19,7 @@ impl Engine {
         template: &Arc<Template>,
         variables: &Variables,
         idempotency_key: Option<&str>,
+        source: TriggerSource,
     ) -> Result<Triggered, EngineError> {
         let Some((cluster, _)) = self.node() else {
             return Err(EngineError::Internal("not a node of a cluster".to_owned()));
@@ -46,11 +47,12 @@ impl Engine {
             on_limit: template.on_limit,
             max_pending: config.max_pending_jobs,
         };
-        let admitted = tokio::time::timeout(config.store_timeout, cluster.admit(job, &policy))
-            .await
-            .map_err(|_| EngineError::StoreTimeout {
-                seconds: config.store_timeout.as_secs(),
-            })??;
+        let admitted =
+            tokio::time::timeout(config.store_timeout, cluster.admit(job, &policy, source))
+                .await
+                .map_err(|_| EngineError::StoreTimeout {
+                    seconds: config.store_timeout.as_secs(),
+                })??;
         match admitted {
             Admitted::Created(token) => {
                 tracing::debug!(job = %token, template = %template.name, "job created");
