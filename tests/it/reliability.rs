@@ -81,7 +81,8 @@ async fn a_process_that_escapes_its_group_and_environment_does_not_outlive_its_j
         .iter()
         .map(|name| std::fs::read_to_string(dir.path().join(name)).unwrap())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(4);
+    // The kill grace is 1 s; the rest is room for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
     while pids.iter().any(|pid| alive(pid)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -112,7 +113,7 @@ async fn a_process_that_escapes_its_group_and_environment_does_not_outlive_its_j
             })
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !zombies().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
