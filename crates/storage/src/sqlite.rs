@@ -189,22 +189,21 @@ impl SqliteStore {
                         source
                  FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = jobs.query_map(rusqlite::params![after, limit], |row| {
-                Ok(dump::JobRow {
-                    id: row.get(0)?,
-                    template: row.get(1)?,
-                    plan: row.get(2)?,
-                    variables: row.get(3)?,
-                    status: row.get(4)?,
-                    created_ms: row.get(5)?,
-                    started_ms: row.get(6)?,
-                    finished_ms: row.get(7)?,
-                    source: row.get(8)?,
-                })
-            })?;
-            for row in rows {
-                batch.jobs.push(row?);
-            }
+            batch.jobs = jobs
+                .query_map(rusqlite::params![after, limit], |row| {
+                    Ok(dump::JobRow {
+                        id: row.get(0)?,
+                        template: row.get(1)?,
+                        plan: row.get(2)?,
+                        variables: row.get(3)?,
+                        status: row.get(4)?,
+                        created_ms: row.get(5)?,
+                        started_ms: row.get(6)?,
+                        finished_ms: row.get(7)?,
+                        source: row.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
             let (Some(first), Some(last)) = (batch.jobs.first(), batch.jobs.last()) else {
                 return Ok(batch);
             };
@@ -213,17 +212,16 @@ impl SqliteStore {
                 "SELECT key, fingerprint, job_id, created_ms FROM idempotency
                  WHERE job_id BETWEEN ?1 AND ?2",
             )?;
-            let rows = keys.query_map(rusqlite::params![first, last], |row| {
-                Ok(dump::KeyRow {
-                    key: row.get(0)?,
-                    fingerprint: row.get(1)?,
-                    job_id: row.get(2)?,
-                    created_ms: row.get(3)?,
-                })
-            })?;
-            for row in rows {
-                batch.keys.push(row?);
-            }
+            batch.keys = keys
+                .query_map(rusqlite::params![first, last], |row| {
+                    Ok(dump::KeyRow {
+                        key: row.get(0)?,
+                        fingerprint: row.get(1)?,
+                        job_id: row.get(2)?,
+                        created_ms: row.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(batch)
         })
         .await
@@ -242,20 +240,18 @@ impl SqliteStore {
                 "SELECT job_id, first_seq, last_seq, body, entries FROM log_chunks
                  WHERE (job_id, last_seq) > (?1, ?2) ORDER BY job_id, last_seq LIMIT ?3",
             )?;
-            let rows = chunks.query_map(rusqlite::params![after.0, after.1, limit], |row| {
-                Ok(dump::ChunkRow {
-                    job_id: row.get(0)?,
-                    first_seq: row.get(1)?,
-                    last_seq: row.get(2)?,
-                    body: row.get(3)?,
-                    entries: row.get(4)?,
-                })
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?);
-            }
-            Ok(out)
+            let rows = chunks
+                .query_map(rusqlite::params![after.0, after.1, limit], |row| {
+                    Ok(dump::ChunkRow {
+                        job_id: row.get(0)?,
+                        first_seq: row.get(1)?,
+                        last_seq: row.get(2)?,
+                        body: row.get(3)?,
+                        entries: row.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -265,18 +261,16 @@ impl SqliteStore {
         self.read(|conn| {
             let mut statement =
                 conn.prepare("SELECT kind, name_key, body FROM infra ORDER BY kind, name_key")?;
-            let rows = statement.query_map([], |row| {
-                Ok(dump::InfraRow {
-                    kind: row.get(0)?,
-                    name_key: row.get(1)?,
-                    body: row.get(2)?,
-                })
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?);
-            }
-            Ok(out)
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(dump::InfraRow {
+                        kind: row.get(0)?,
+                        name_key: row.get(1)?,
+                        body: row.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }
