@@ -242,16 +242,23 @@ async fn a_template_limit_holds_across_nodes() {
     assert!(runners.len() > 1, "one node ran everything: {runners:?}");
 }
 
-/// `reject` at the limit and idempotency keys decide exactly under concurrent triggers on
-/// different nodes.
+/// `reject` at the limit, `skip_if_pending` and idempotency keys decide exactly under
+/// concurrent triggers on different nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_and_idempotency_keys_are_exact_across_nodes() {
+async fn reject_skip_if_pending_and_idempotency_keys_are_exact_across_nodes() {
     let cluster = Cluster::new(&[
         (
             "single",
             template("max_concurrent = 1\non_limit = \"reject\"", "Sleep 5;"),
         ),
         ("keyed", template("", "Sleep 1;")),
+        (
+            "skipping",
+            template(
+                "max_concurrent = 1\non_limit = \"skip_if_pending\"",
+                "Sleep 5;",
+            ),
+        ),
     ])
     .await;
     let nodes = cluster.nodes(2, &[]).await;
@@ -260,6 +267,18 @@ async fn reject_and_idempotency_keys_are_exact_across_nodes() {
     let accepted = replies.iter().filter(|r| r.status == 200).count();
     let refused = replies.iter().filter(|r| r.status == 429).count();
     assert_eq!((accepted, refused), (1, 19), "{replies:?}");
+
+    // `skip_if_pending`: with one job of the template running, concurrent triggers on both
+    // nodes all get the one pending job that stands for them.
+    let running = nodes[0].trigger("template=skipping").await;
+    nodes[0].wait_status(&running, "Executing").await;
+    let calls = (0..20).map(|i| nodes[i % 2].get("/api/jobs/trigger?template=skipping"));
+    let replies = futures_util::future::join_all(calls).await;
+    assert!(replies.iter().all(|r| r.status == 200), "{replies:?}");
+    let pending: std::collections::BTreeSet<&str> =
+        replies.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(!pending.contains(running.as_str()));
 
     let calls = (0..20).map(|i| {
         nodes[i % 2].request(
