@@ -20,6 +20,9 @@ Val = ""
 "#;
 
 async fn server() -> Holtd {
+    // `holt` is built before any job starts: on a clean checkout the first test to need it
+    // builds it, which must not eat into a running job's time.
+    holt_tests::holt_binary();
     let hex = holt_tests::sha256_hex(ADMIN);
     let mut all = templates::all();
     all.push(("echo", ECHO));
