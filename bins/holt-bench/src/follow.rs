@@ -13,9 +13,6 @@ use crate::figures::Bench;
 use crate::holtd::{Servers, Store, template};
 use crate::report::{Report, number};
 
-/// The metrics line of the node that runs the one `ticks` job.
-const RUNNING: &str = "holt_jobs{template=\"ticks\",status=\"Executing\"} 1";
-
 pub(crate) async fn f(
     bench: &Bench,
     store: Store<'_>,
@@ -47,23 +44,7 @@ pub(crate) async fn f(
     let follower_node = if addrs.len() == 1 {
         0
     } else {
-        let runner = loop {
-            let mut found = None;
-            for (node, client) in clients.iter_mut().enumerate() {
-                let (_, body) = client.get("/metrics").await?;
-                if String::from_utf8_lossy(&body).lines().any(|l| l == RUNNING) {
-                    found = Some(node);
-                    break;
-                }
-            }
-            if let Some(node) = found {
-                break node;
-            }
-            if Instant::now() >= deadline {
-                return Err("no node showed the job executing".into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        };
+        let runner = crate::wake::running_node(&mut clients, "ticks", deadline).await?;
         (runner + 1) % addrs.len()
     };
     let mut follower = Client::connect(addrs[follower_node]).await?;

@@ -27,9 +27,6 @@ use crate::report::{Report, number};
 /// release is an error.
 const RELEASE_AFTER: Duration = Duration::from_millis(20);
 
-/// The metrics line of the node that runs the one `wake` job.
-const RUNNING: &str = "holt_jobs{template=\"wake\",status=\"Executing\"} 1";
-
 fn now_ns() -> Result<u128, BoxError> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -44,16 +41,21 @@ fn mkfifo(path: &Path) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The node whose `/metrics` shows the one `wake` job executing, asking every millisecond
-/// until one does.
-async fn running_node(clients: &mut [Client], deadline: Instant) -> Result<usize, BoxError> {
+/// The node whose `/metrics` shows the one job of `template` executing, asking every
+/// millisecond until one does.
+pub(crate) async fn running_node(
+    clients: &mut [Client],
+    template: &str,
+    deadline: Instant,
+) -> Result<usize, BoxError> {
+    let running = format!("holt_jobs{{template=\"{template}\",status=\"Executing\"}} 1");
     loop {
         for (node, client) in clients.iter_mut().enumerate() {
             let (code, body) = client.get("/metrics").await?;
             if code != 200 {
                 return Err(format!("/metrics of node {}: {code}", node + 1).into());
             }
-            if String::from_utf8_lossy(&body).lines().any(|l| l == RUNNING) {
+            if String::from_utf8_lossy(&body).lines().any(|l| l == running) {
                 return Ok(node);
             }
         }
@@ -114,7 +116,7 @@ pub(crate) async fn w(
         let (runner, waiter_node) = if nodes == 1 {
             (0, 0)
         } else {
-            let runner = running_node(&mut clients, deadline).await?;
+            let runner = running_node(&mut clients, "wake", deadline).await?;
             // The other nodes take turns.
             (runner, (runner + 1 + i % (nodes - 1)) % nodes)
         };
