@@ -29,3 +29,4 @@ mod ssh;
 mod targets;
 mod templates;
 mod tidy;
+mod ui;

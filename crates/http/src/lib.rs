@@ -17,7 +17,9 @@ mod metrics;
 mod params;
 mod routes;
 mod server;
+mod ui;
 
 pub use body::{Body, BodyError};
 pub use routes::routes;
 pub use server::{HttpConfig, serve};
+pub use ui::UI_OFF;
