@@ -307,6 +307,36 @@ const scenarios = {
   },
 };
 
+// Not a test: the screenshots of docs/ui.md, taken by scripts/ui-screenshots on a holtd
+// running the example templates.
+scenarios.tour = async (page) => {
+  const trigger = async (query) => (await api('/api/jobs/trigger?' + query, { method: 'POST' })).trim();
+  await page.goto(base + '/');
+  await page.locator('#sign-in').waitFor();
+  await shot(page, 'sign-in');
+  await page.locator('#admin-key').fill(adminKey);
+  await page.locator('#admin-key').press('Enter');
+  await page.locator('#nav').waitFor({ state: 'visible' });
+  await trigger('template=hdars');
+  await trigger('template=ablast&TargetServer=ABLSV1');
+  await trigger('template=deploy-webapp&Version=2.4.0');
+  const deploy = await trigger('template=deploy-webapp&Version=2.4.1');
+  await api(`/api/jobs/status?token=${deploy}&wait=30`);
+  await page.goto(base + '/');
+  await page.locator(`#jobs tr[data-token="${deploy}"] .status-succeeded`).waitFor({ timeout: TIMEOUT });
+  await shot(page, 'jobs');
+  await page.goto(base + '/jobs/' + deploy);
+  await page.locator('#job-status .status-succeeded').waitFor({ timeout: TIMEOUT });
+  await page.locator('.entry').last().waitFor();
+  await shot(page, 'job');
+  await page.goto(base + '/templates#deploy-webapp');
+  await page.locator('form.trigger').first().waitFor();
+  await shot(page, 'templates');
+  await page.goto(base + '/servers');
+  await page.locator('#servers').waitFor();
+  await shot(page, 'servers');
+};
+
 const run = scenarios[scenario];
 if (!run) {
   console.error('unknown scenario ' + scenario + '; known: ' + Object.keys(scenarios).join(', '));

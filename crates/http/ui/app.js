@@ -589,7 +589,7 @@
     render(
       el('h1', {}, 'Servers'),
       table('servers', ['Name', 'Type', 'Host', 'Port', 'Credentials', 'Roles', 'Environments', 'Active', 'Variables'], servers,
-        (s) => [s.name, s.serverType, s.hostName || '', String(s.port ?? ''), s.credentialsName || '',
+        (s) => [s.name, s.serverType, s.hostName || '', s.serverType === 'ssh' ? String(s.port ?? '') : '', s.credentialsName || '',
           (s.roles || []).join(', '), (s.environments || []).join(', '), s.active ? 'yes' : 'no', vars(s.variables)]),
       el('h2', {}, 'Roles'),
       table('roles', ['Name', 'Variables'], roles, (r) => [r.name, vars(r.variables)]),
