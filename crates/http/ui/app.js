@@ -255,6 +255,12 @@
     const cancel = el('button', { type: 'button', id: 'cancel', class: 'danger' }, 'Cancel');
     const rerun = el('button', { type: 'button', id: 'rerun' }, 'Re-run');
     const actionNote = el('p', { class: 'problem', role: 'alert', id: 'action-note' });
+    const outputs = el('tbody', { id: 'outputs' });
+    const outputsSection = el('section', { id: 'outputs-section', hidden: true },
+      el('h2', {}, 'Outputs'),
+      el('table', { class: 'variables' },
+        el('thead', {}, el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Value'))),
+        outputs));
     const log = el('div', { class: 'log', id: 'log' });
     const follow = el('span', { class: 'muted', id: 'follow-state' });
     render(
@@ -262,6 +268,7 @@
       facts,
       el('p', { class: 'actions' }, cancel, ' ', rerun),
       actionNote,
+      outputsSection,
       el('h2', {}, 'Variables'),
       el('table', { class: 'variables' },
         el('thead', {}, el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Value'))),
@@ -290,6 +297,22 @@
         variables.append(el('tr', {}, el('td', { colspan: 2, class: 'muted' }, 'none')));
       }
       cancel.disabled = TERMINAL.has(job.status);
+      if (TERMINAL.has(job.status) && outputsSection.hidden) showOutputs();
+    }
+
+    // A template's declared outputs: the final values of those variables, once the job ended.
+    async function showOutputs() {
+      try {
+        const values = await apiJson('/api/jobs/outputs', { query: { token } });
+        const names = Object.keys(values);
+        if (!names.length) return;
+        outputs.replaceChildren(...names.map((name) => el('tr', {},
+          el('td', {}, name),
+          el('td', {}, values[name] === null ? el('span', { class: 'muted' }, '(not set)') : String(values[name])))));
+        outputsSection.hidden = false;
+      } catch (_) {
+        // A job of a template without outputs, or a server without them: nothing to show.
+      }
     }
     show(job);
 
@@ -437,7 +460,13 @@
     render(el('h1', {}, 'Templates'),
       list.templates.length ? list.templates.map(templateCard) : el('p', { class: 'muted' }, 'No templates are loaded.'));
     if (location.hash) {
-      const target = document.getElementById('template-' + decodeURIComponent(location.hash.slice(1)));
+      let name = location.hash.slice(1);
+      try {
+        name = decodeURIComponent(name);
+      } catch (_) {
+        // A malformed escape: look the name up as written.
+      }
+      const target = document.getElementById('template-' + name);
       if (target) target.scrollIntoView();
     }
   }
