@@ -19,6 +19,7 @@ mod hostile;
 mod infra;
 mod jobs;
 mod listing;
+mod outputs;
 mod plans;
 mod postgres;
 mod protocol;

@@ -446,7 +446,8 @@ impl Engine {
                         None,
                     );
                     log.write_final(LogLevel::Error, CANCELED_MESSAGE).await?;
-                    self.finish(job.token, &job.template, JobStatus::Error)
+                    let none = holt_domain::Outputs::new();
+                    self.finish(job.token, &job.template, JobStatus::Error, &none)
                         .await?;
                     tracing::info!(job = %token, "pending job canceled");
                     return Ok(Canceled::Stopped(JobStatus::Error));

@@ -18,6 +18,7 @@ mod interp;
 mod joblog;
 mod logs;
 mod metrics;
+mod outputs;
 mod process;
 mod queue;
 mod retention;

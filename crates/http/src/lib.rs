@@ -14,6 +14,7 @@ mod jobs;
 mod limits;
 mod listing;
 mod metrics;
+mod outputs;
 mod params;
 mod routes;
 mod server;

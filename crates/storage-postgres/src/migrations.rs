@@ -78,6 +78,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_template ON jobs (template, id);
     CREATE INDEX jobs_status ON jobs (status, id);
     CREATE INDEX jobs_template_status ON jobs (template, status, id);",
+    // 4: the outputs a job recorded when it ended, a JSON array of [name, value] pairs in
+    // declaration order (NULL: none).
+    "ALTER TABLE jobs ADD COLUMN outputs TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -32,6 +32,7 @@ macro_rules! conformance_tests {
             commits_wake_watchers,
             infrastructure,
             listing,
+            outputs_are_recorded_with_the_end,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -821,6 +822,49 @@ pub async fn listing(store: Arc<dyn JobStore>) {
     assert!(below_first.is_empty());
     let zero = store.list_jobs(&filter(None, None, None, 0)).await.unwrap();
     assert!(zero.is_empty());
+}
+
+/// A job's outputs are recorded with its terminal status, in declaration order, values byte for
+/// byte; before its end, and for an end recorded without them, a job has none; an unknown job
+/// has no outputs at all.
+pub async fn outputs_are_recorded_with_the_end(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let plain = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    assert_eq!(
+        store.outputs(t).await.unwrap(),
+        Some(holt_domain::Outputs::new())
+    );
+    store.set_status(t, JobStatus::Executing, 5).await.unwrap();
+    let outputs: holt_domain::Outputs = [("Version", "1.2.3"), ("ArtifactUrl", "a&b=\"c\" ü\n")]
+        .into_iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.to_owned()))
+        .collect();
+    store
+        .end_job(t, JobStatus::Succeeded, 9, &outputs)
+        .await
+        .unwrap();
+    let job = store.job(t).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.finished_ms),
+        (JobStatus::Succeeded, Some(9))
+    );
+    let read = store.outputs(t).await.unwrap().unwrap();
+    assert_eq!(read, outputs);
+    let names: Vec<_> = read.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Version", "ArtifactUrl"]);
+    store.set_status(plain, JobStatus::Error, 9).await.unwrap();
+    assert_eq!(
+        store.outputs(plain).await.unwrap(),
+        Some(holt_domain::Outputs::new())
+    );
+    let unknown = JobToken::new(424_242).unwrap();
+    assert_eq!(store.outputs(unknown).await.unwrap(), None);
+    assert!(
+        store
+            .end_job(unknown, JobStatus::Error, 9, &outputs)
+            .await
+            .is_err()
+    );
 }
 
 #[cfg(test)]

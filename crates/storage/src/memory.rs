@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use holt_domain::{
-    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, ScopePath, TemplateName,
-    TriggerSource,
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, Outputs, ScopePath,
+    TemplateName, TriggerSource,
 };
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
@@ -43,6 +43,8 @@ struct Job {
     record: JobRecord,
     /// Entries by sequence number: reads from an offset are a range.
     log: BTreeMap<u64, LogEntry>,
+    /// The outputs recorded with its end.
+    outputs: Outputs,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -161,6 +163,7 @@ impl JobStore for MemoryStore {
                     source,
                 },
                 log: BTreeMap::new(),
+                outputs: Outputs::new(),
             },
         );
         Ok(Created { token, fresh: true })
@@ -198,8 +201,22 @@ impl JobStore for MemoryStore {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError> {
+        self.end_job(token, status, at_ms, &Outputs::new()).await
+    }
+
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
-        let record = &mut state.job_mut(token)?.record;
+        let job = state.job_mut(token)?;
+        if status.is_terminal() {
+            job.outputs = outputs.clone();
+        }
+        let record = &mut job.record;
         record.status = status;
         if status == JobStatus::Executing {
             record.started_ms = Some(at_ms);
@@ -294,6 +311,10 @@ impl JobStore for MemoryStore {
             .jobs
             .get(&token)
             .map(|job| (job.record.template.clone(), job.record.status)))
+    }
+
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {
+        Ok(self.state().jobs.get(&token).map(|job| job.outputs.clone()))
     }
 
     async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError> {

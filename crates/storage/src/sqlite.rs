@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use holt_domain::{
-    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, TemplateName, TriggerSource,
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, Outputs, TemplateName,
+    TriggerSource,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -344,7 +345,38 @@ impl JobStore for SqliteStore {
             token,
             status,
             at_ms,
+            outputs: None,
             ack,
+        })
+        .await
+    }
+
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError> {
+        let outputs = (!outputs.is_empty()).then(|| backend::encode_outputs(outputs));
+        self.request(|ack| Command::SetStatus {
+            token,
+            status,
+            at_ms,
+            outputs,
+            ack,
+        })
+        .await
+    }
+
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {
+        self.read(move |conn| {
+            let row: Option<Option<String>> = conn
+                .prepare_cached("SELECT outputs FROM jobs WHERE id = ?1")?
+                .query_row([token.id() as i64], |row| row.get(0))
+                .optional()?;
+            row.map(|text| text.map_or(Ok(Outputs::new()), |t| backend::decode_outputs(&t)))
+                .transpose()
         })
         .await
     }

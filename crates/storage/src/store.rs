@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use holt_domain::{
-    InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogEntry, TemplateName,
-    TriggerSource, Variables,
+    InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogEntry, Outputs,
+    TemplateName, TriggerSource, Variables,
 };
 
 use crate::StoreError;
@@ -60,6 +60,20 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError>;
+
+    /// Records a job's end: its terminal `status` at `at_ms` and its `outputs`, in one write
+    /// that returns once durable. Otherwise like [`JobStore::set_status`].
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError>;
+
+    /// The outputs a job recorded when it ended (none while it has not, or when its template
+    /// declares none); `None` when there is no such job.
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError>;
 
     /// Hands log entries over for writing, in order. They become durable no later than the next
     /// awaited write returns; this returns once they are queued. A store bounds the bytes it

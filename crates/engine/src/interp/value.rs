@@ -74,6 +74,20 @@ pub(crate) fn key_of(var: &VarRef) -> Key {
     (var.sigil.as_char(), var.key())
 }
 
+/// A job's global variables, shared by its main line and its async blocks.
+pub(crate) type Globals = Arc<Mutex<HashMap<Key, Value>>>;
+
+/// The final value of a global variable named `name` (case ignored): `$name`, else `@name` or
+/// `%name` in their literal text form. `None` when none of them was set.
+pub(crate) fn final_value(globals: &Globals, name: &str) -> Option<String> {
+    let globals = globals.lock().expect("globals lock");
+    let key = name.to_ascii_lowercase();
+    ['$', '@', '%']
+        .into_iter()
+        .find_map(|sigil| globals.get(&(sigil, key.clone())))
+        .map(Value::to_string)
+}
+
 /// Variables visible to running code: block frames, innermost last, over the job's globals.
 ///
 /// Globals are shared by reference between the main line and its async blocks; frames are

@@ -40,6 +40,18 @@ impl JobStore for Faulty {
     ) -> Result<(), StoreError> {
         self.inner.set_status(token, status, at_ms).await
     }
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &holt_domain::Outputs,
+    ) -> Result<(), StoreError> {
+        self.inner.end_job(token, status, at_ms, outputs).await
+    }
+    async fn outputs(&self, token: JobToken) -> Result<Option<holt_domain::Outputs>, StoreError> {
+        self.inner.outputs(token).await
+    }
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
         assert!(
             !entries.iter().any(|e| e.text.contains("boom")),
