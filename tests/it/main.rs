@@ -30,3 +30,4 @@ mod ssh;
 mod targets;
 mod templates;
 mod tidy;
+mod webhooks;

@@ -89,7 +89,7 @@ async fn check_outputs_and_run(holtd: &Holtd) {
         ("wait=1", 400),
         ("template=release&key=release-key&wait=61", 400),
         ("template=release&key=release-key&wait=soon", 400),
-        ("template=release&key=release-key&Undeclared=1&wait=1", 400),
+        ("template=release&key=release-key&Password=abc&wait=1", 400),
     ] {
         let reply = holtd.get(&format!("/api/jobs/run?{query}")).await;
         assert_eq!(reply.status, status, "{query}: {}", reply.body);

@@ -189,6 +189,7 @@ impl Engine {
                 Ok(settled) => {
                     for token in settled {
                         tracing::warn!(job = %token, "job of a node whose lease ran out; marked Error");
+                        self.enqueue_webhooks_of(token).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not settle the jobs of dead nodes"),

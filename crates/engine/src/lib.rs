@@ -28,6 +28,7 @@ mod ssh;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
@@ -38,3 +39,4 @@ pub use logs::{LogFollower, TextPage};
 pub use metrics::Metrics;
 pub use process::adopt_escaped_processes;
 pub use secrets::SecretsKey;
+pub use webhooks::WebhookSender;

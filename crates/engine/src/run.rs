@@ -133,6 +133,7 @@ impl Engine {
             .store
             .set_status(token, JobStatus::Error, now_ms())
             .await?;
+        self.enqueue_webhooks_of(token).await;
         Ok(())
     }
 
@@ -394,18 +395,22 @@ impl Engine {
         status: JobStatus,
         outputs: &Outputs,
     ) -> Result<(), EngineError> {
-        match self.node() {
+        let held = match self.node() {
             Some((cluster, node)) => {
                 self.finish_claimed(cluster, node, token, status, outputs)
-                    .await?;
+                    .await?
             }
             None => {
                 let store = &self.inner.store;
                 store.end_job(token, status, now_ms(), outputs).await?;
+                true
             }
-        }
+        };
         self.inner.metrics.finished(template, status);
         self.inner.queue.ended(token, status);
+        if held {
+            self.enqueue_webhooks(token, template, status).await;
+        }
         Ok(())
     }
 }

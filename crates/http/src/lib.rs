@@ -18,7 +18,9 @@ mod outputs;
 mod params;
 mod routes;
 mod server;
+mod webhook;
 
 pub use body::{Body, BodyError};
 pub use routes::routes;
 pub use server::{HttpConfig, serve};
+pub use webhook::WebhookClient;

@@ -234,7 +234,7 @@ pub(crate) async fn end_with_line(
 impl PgStore {
     /// Runs `work` in a transaction of its own on a pool connection, notifies the events it
     /// produced with the commit, and tells this store's watchers after it.
-    async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         F: for<'a> FnOnce(
             &'a Transaction<'a>,

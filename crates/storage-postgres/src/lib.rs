@@ -40,6 +40,7 @@ mod import;
 mod infra;
 mod listener;
 mod migrations;
+mod outbox;
 #[cfg(any(test, feature = "scratch"))]
 pub mod scratch;
 mod writer;
@@ -388,6 +389,39 @@ impl JobStore for PgStore {
             ack,
         })
         .await
+    }
+
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<holt_storage::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.add_webhooks_tx(token, hooks, at_ms).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<holt_storage::Webhook>, StoreError> {
+        self.claim_webhooks_tx(now_ms, lease_ms, limit).await
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: holt_storage::Attempted,
+    ) -> Result<(), StoreError> {
+        self.webhook_attempted_tx(id, attempted).await
+    }
+
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .read_opt("SELECT min(next_ms) FROM webhooks WHERE done = 0", &[])
+            .await?;
+        Ok(row.and_then(|row| row.get(0)))
     }
 
     async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {

@@ -33,6 +33,7 @@ macro_rules! conformance_tests {
             infrastructure,
             listing,
             outputs_are_recorded_with_the_end,
+            webhooks_are_claimed_once_and_retried,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -864,6 +865,88 @@ pub async fn outputs_are_recorded_with_the_end(store: Arc<dyn JobStore>) {
             .end_job(unknown, JobStatus::Error, 9, &outputs)
             .await
             .is_err()
+    );
+}
+
+/// The webhook outbox: a webhook is due at once, a claim hides it from other claims until its
+/// lease runs out, a retry makes it due at its time, and delivered or given-up webhooks leave.
+pub async fn webhooks_are_claimed_once_and_retried(store: Arc<dyn JobStore>) {
+    use crate::{Attempted, NewWebhook};
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    store.set_status(t, JobStatus::Error, 10).await.unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), None);
+    let hook = |url: &str, env: Option<&str>| NewWebhook {
+        url: url.into(),
+        secret_env: env.map(str::to_owned),
+    };
+    store
+        .add_webhooks(
+            t,
+            vec![hook("http://a/1", Some("K")), hook("http://b/2", None)],
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), Some(100));
+    assert!(
+        store
+            .claim_webhooks(99, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_webhooks(100, 1_000, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let first = claimed[0].clone();
+    assert_eq!(
+        (first.token, first.url.as_str(), first.secret_env.as_deref()),
+        (t, "http://a/1", Some("K"))
+    );
+    assert_eq!((first.attempts, first.created_ms), (0, 100));
+    // The other is still due; the claimed one is not, until its lease runs out.
+    let second = store.claim_webhooks(200, 1_000, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].url, "http://b/2");
+    assert!(
+        store
+            .claim_webhooks(500, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_webhooks(1_100, 1_000, 10).await.unwrap();
+    assert_eq!(again.iter().map(|w| w.id).collect::<Vec<_>>(), [first.id]);
+    // A failed attempt counts and is due at its retry time; a delivered one leaves.
+    store
+        .webhook_attempted(first.id, Attempted::Retry { next_ms: 5_000 })
+        .await
+        .unwrap();
+    store
+        .webhook_attempted(second[0].id, Attempted::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), Some(5_000));
+    assert!(
+        store
+            .claim_webhooks(4_999, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store.claim_webhooks(5_000, 1_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    store
+        .webhook_attempted(retried[0].id, Attempted::GaveUp)
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), None);
+    assert!(
+        store
+            .claim_webhooks(i64::MAX / 2, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

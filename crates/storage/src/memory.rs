@@ -37,6 +37,8 @@ struct State {
     inventory: holt_domain::Inventory,
     /// Watches of followed jobs' committed logs (see [`JobStore::watch_committed`]).
     watchers: HashMap<JobToken, tokio::sync::watch::Sender<u64>>,
+    /// The webhook outbox, by id - 1: each webhook and, while it waits, when it is due.
+    webhooks: Vec<(crate::Webhook, Option<i64>)>,
 }
 
 struct Job {
@@ -311,6 +313,81 @@ impl JobStore for MemoryStore {
             .jobs
             .get(&token)
             .map(|job| (job.record.template.clone(), job.record.status)))
+    }
+
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<crate::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.job_mut(token)?;
+        for hook in hooks {
+            let id = state.webhooks.len() as i64 + 1;
+            let webhook = crate::Webhook {
+                id,
+                token,
+                url: hook.url,
+                secret_env: hook.secret_env,
+                attempts: 0,
+                created_ms: at_ms,
+            };
+            state.webhooks.push((webhook, Some(at_ms)));
+        }
+        Ok(())
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::Webhook>, StoreError> {
+        let mut state = self.state();
+        let mut ready: Vec<(i64, usize)> = state
+            .webhooks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, due))| due.filter(|at| *at <= now_ms).map(|at| (at, i)))
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(limit);
+        Ok(ready
+            .into_iter()
+            .map(|(_, i)| {
+                let (webhook, due) = &mut state.webhooks[i];
+                *due = Some(now_ms + lease_ms);
+                webhook.clone()
+            })
+            .collect())
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: crate::Attempted,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let slot = usize::try_from(id - 1)
+            .ok()
+            .and_then(|i| state.webhooks.get_mut(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no webhook {id}")))?;
+        slot.0.attempts += 1;
+        slot.1 = match attempted {
+            crate::Attempted::Retry { next_ms } => Some(next_ms),
+            crate::Attempted::Delivered | crate::Attempted::GaveUp => None,
+        };
+        Ok(())
+    }
+
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .state()
+            .webhooks
+            .iter()
+            .filter_map(|(_, due)| *due)
+            .min())
     }
 
     async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {

@@ -184,7 +184,7 @@ pub(crate) async fn run(
         Err(Signal::Raise { .. } | Signal::Fail | Signal::Stopped) => ExecState::Failing,
         Err(Signal::Store(e)) => return Err(e),
     };
-    Ok((state, ctx.env.globals))
+    Ok((state, ctx.env.into_finals()))
 }
 
 /// What every part of a running job shares.

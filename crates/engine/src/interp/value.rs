@@ -151,6 +151,15 @@ impl Env {
             .insert(key, value);
     }
 
+    /// The variables as the plan left them at its end: the plan's own top-level frame (where a
+    /// plain `set` of a new variable puts it) over the job's globals.
+    pub(crate) fn into_finals(self) -> Globals {
+        if let Some(top) = self.frames.into_iter().next() {
+            self.globals.lock().expect("globals lock").extend(top);
+        }
+        self.globals
+    }
+
     pub(crate) fn push(&mut self) {
         self.frames.push(HashMap::new());
     }
