@@ -337,8 +337,13 @@ impl Engine {
             return self.end_unrun(token, message).await;
         };
         self.write_last_line(token, message).await?;
-        self.finish_claimed(cluster, node, token, JobStatus::Error, &Outputs::new())
-            .await?;
+        let none = Outputs::new();
+        if self
+            .finish_claimed(cluster, node, token, JobStatus::Error, &none)
+            .await?
+        {
+            self.enqueue_webhooks_of(token).await;
+        }
         Ok(())
     }
 }

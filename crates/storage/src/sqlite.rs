@@ -187,7 +187,7 @@ impl SqliteStore {
             let mut batch = dump::Batch::default();
             let mut jobs = conn.prepare(
                 "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms,
-                        source
+                        source, outputs
                  FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             batch.jobs = jobs
@@ -202,6 +202,7 @@ impl SqliteStore {
                         started_ms: row.get(6)?,
                         finished_ms: row.get(7)?,
                         source: row.get(8)?,
+                        outputs: row.get(9)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
