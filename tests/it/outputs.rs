@@ -226,3 +226,60 @@ async fn the_command_line_prints_outputs() {
         "holt: unknown token\n"
     );
 }
+
+#[tokio::test]
+async fn the_client_crate_runs_and_reads_outputs() {
+    let holtd = Holtd::start(&[("release", RELEASE)], &[]).await;
+    let client = holt_client::Client::new(&format!("http://{}", holtd.addr))
+        .unwrap()
+        .with_key("release-key");
+    let ran = client
+        .run(
+            "release",
+            &[("Build", "9")],
+            None,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ran.status, holt_client::JobStatus::Succeeded);
+    assert!(!ran.existing);
+    let expected = vec![
+        ("Version".to_owned(), "1.2.9".to_owned()),
+        (
+            "ArtifactUrl".to_owned(),
+            "https://user:***@example.com/a?b=\"c\"".to_owned(),
+        ),
+    ];
+    assert_eq!(ran.outputs, expected);
+    assert_eq!(client.outputs(&ran.token).await.unwrap(), expected);
+    // A run that outlasts its wait answers the status so far; the client waits on.
+    let ran = client
+        .run(
+            "release",
+            &[("Seconds", "1")],
+            None,
+            std::time::Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert!(!ran.status.is_terminal(), "{ran:?}");
+    assert!(ran.outputs.is_empty());
+    let status = client.wait_for_end(&ran.token).await.unwrap();
+    assert_eq!(status, holt_client::JobStatus::Succeeded);
+    assert_eq!(client.outputs(&ran.token).await.unwrap()[0].1, "1.2.7");
+    // Refusals are the trigger's.
+    let refused = client
+        .run(
+            "release",
+            &[("Password", "abc")],
+            None,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, holt_client::Error::Refused { status: 400, .. }),
+        "{refused:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
+use holt_storage_postgres::scratch::ScratchDatabase;
 use holt_tests::Holtd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -219,4 +220,66 @@ on = ["Error"]
     for secret in [KEY, "query-secret", "2.0.1"] {
         assert!(!server_log.contains(secret), "holtd logged {secret:?}");
     }
+}
+
+/// Two nodes on one PostgreSQL database: jobs end on either node, the receiver fails every
+/// first attempt, and yet each job's webhook is accepted exactly once: no two nodes send one
+/// webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_each_webhook_is_accepted_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let template = format!(
+        r#"
+allow_api = true
+plan = 'Log-Information "hi";'
+[[notify]]
+url = "http://127.0.0.1:{port}/hook"
+"#
+    );
+    let log: Log = Arc::default();
+    // Every other answer fails, so retries are claimed by whichever node is free.
+    let answers: Vec<u16> = (0..200)
+        .map(|i| if i % 2 == 0 { 503 } else { 200 })
+        .collect();
+    let serving = tokio::spawn(receiver(listener, log.clone(), answers, None));
+    let db = ScratchDatabase::create().await;
+    let key = tempfile::tempdir().unwrap();
+    let key = key.path().join("secrets.key");
+    let key = key.to_str().unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let args = ["--node-name", name, "--secrets-key", key];
+        nodes.push(Holtd::start_on_postgres(db.url(), &[("hook", &template)], &args).await);
+    }
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(nodes[i % 2].trigger("template=hook").await);
+    }
+    for token in &tokens {
+        assert_eq!(nodes[0].wait_terminal(token, "").await, "Succeeded");
+    }
+    let accepted = |log: &Log| {
+        let log = log.lock().unwrap();
+        let mut tokens: Vec<String> = log
+            .iter()
+            .filter(|r| r.answered == 200)
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                body["token"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        tokens.sort();
+        tokens
+    };
+    wait_for("every webhook accepted", Duration::from_secs(60), || {
+        accepted(&log).len() >= tokens.len()
+    })
+    .await;
+    // Any duplicate would come within the retry's wait.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    serving.abort();
+    let mut expected = tokens.clone();
+    expected.sort();
+    assert_eq!(accepted(&log), expected);
 }
