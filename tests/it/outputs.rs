@@ -283,3 +283,37 @@ async fn the_client_crate_runs_and_reads_outputs() {
         "{refused:?}"
     );
 }
+
+/// An output over 64 KiB is not recorded, and the job's log says so; the job's status and its
+/// other outputs are untouched.
+#[tokio::test]
+async fn an_output_too_long_is_left_out_with_a_warning() {
+    const BIG: &str = r#"
+allow_api = true
+outputs = ["Big", "Small"]
+plan = '''
+set $Big = "$Val$Val";
+set $Small = ok;
+'''
+"#;
+    let holtd = Holtd::start(&[("big", BIG)], &[]).await;
+    let value = "x".repeat(40_000);
+    let reply = holtd
+        .post_form(
+            "/api/jobs/run?template=big&wait=20",
+            &format!("Val={value}"),
+        )
+        .await;
+    let ran = json(&reply);
+    assert_eq!(ran["status"], "Succeeded");
+    assert_eq!(ran["outputs"], serde_json::json!({"Small": "ok"}));
+    let token = ran["token"].as_str().unwrap();
+    let log = holtd.logs(token, "").await;
+    assert!(
+        log.ends_with(
+            "WARN: Output Big is longer than 65536 bytes; it is not recorded.\nINFO: Job succeeded.\n"
+        ),
+        "{}",
+        &log[log.len().saturating_sub(300)..]
+    );
+}
