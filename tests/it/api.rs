@@ -230,7 +230,9 @@ async fn status_and_logs_answers_and_refusals() {
 async fn unknown_paths_and_methods() {
     let holtd = server().await;
     check(&holtd.get("/api/jobs/nope").await, 404, "no such path");
-    check(&holtd.get("/").await, 404, "no such path");
+    check(&holtd.get("/nope").await, 404, "no such path");
+    // Without an admin key the web UI's pages say how to enable it.
+    check(&holtd.get("/").await, 404, holt_http::UI_OFF);
     let reply = holtd
         .request("DELETE", "/api/jobs/trigger?template=ablast", &[], "")
         .await;

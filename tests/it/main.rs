@@ -30,4 +30,5 @@ mod ssh;
 mod targets;
 mod templates;
 mod tidy;
+mod ui;
 mod webhooks;

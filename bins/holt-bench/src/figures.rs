@@ -901,6 +901,7 @@ pub(crate) async fn t6(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
         Some("E"),
         "<= 200 ms",
     );
+    list_pages(bench, &full, report).await?;
     report.note(format!(
         "T6: database of {} jobs ({} MB) populated through JobStore in {:.1} s; starts {:?} ms, \
          empty-database starts {:?} ms",
@@ -913,6 +914,78 @@ pub(crate) async fn t6(bench: &Bench, report: &mut Report) -> Result<(), BoxErro
             .map(|d| ms(*d).round())
             .collect::<Vec<_>>(),
     ));
+    Ok(())
+}
+
+/// Requests timed per page in T6's listing figures.
+const LIST_SAMPLES: usize = 50;
+
+/// T6's listing figures: the pages the web UI reads, on the same big database, timed one after
+/// another on one connection (the median), against `/healthz` on that connection.
+async fn list_pages(bench: &Bench, dir: &HoltdDir, report: &mut Report) -> Result<(), BoxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = "bench-admin-key";
+    let key_file = dir.path().join("bench.admin.key");
+    std::fs::write(&key_file, format!("{key}\n"))?;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+    let key_arg = key_file.to_str().ok_or("the scratch path is not UTF-8")?;
+    let mut holtd = Holtd::start(
+        &bench.holtd,
+        &dir.db(),
+        &dir.templates(),
+        &["--admin-key-file", key_arg],
+    )
+    .await?;
+    let mut client = Client::connect(holtd.addr).await?;
+    let jobs = bench.sizes.t6_jobs;
+    let middle = format!("/api/jobs/list?limit=50&before={}&key={key}", jobs / 2);
+    let pages = [
+        ("Z", "/healthz".to_owned(), 0),
+        ("", format!("/api/jobs/list?limit=50&key={key}"), 50),
+        (
+            "",
+            format!("/api/jobs/list?limit=50&status=Error&key={key}"),
+            50,
+        ),
+        (
+            "",
+            format!("/api/jobs/list?limit=50&template=bench&key={key}"),
+            50,
+        ),
+        ("", middle, 50),
+        ("", "/".to_owned(), 0),
+    ];
+    let names = [
+        "holtd `/healthz`, same connection",
+        "T6 job list, newest 50",
+        "T6 job list, newest 50 with status=Error (1 job in 20)",
+        "T6 job list, newest 50 of one template",
+        "T6 job list, 50 from the middle (before=)",
+        "T6 web UI page `/`",
+    ];
+    for ((baseline, path, expected), name) in pages.iter().zip(names) {
+        let mut times = Vec::with_capacity(LIST_SAMPLES);
+        for _ in 0..LIST_SAMPLES {
+            let started = Instant::now();
+            let (status, body) = client.get(path).await?;
+            times.push(started.elapsed());
+            if status != 200 {
+                return Err(format!("{name}: status {status}").into());
+            }
+            let listed = body.windows(7).filter(|w| w == b"\"token\"").count();
+            if listed != *expected {
+                return Err(format!("{name}: {listed} jobs listed, not {expected}").into());
+            }
+        }
+        let value = Ok(ms(median(&times)));
+        if baseline.is_empty() {
+            let name = format!("{name}, {} jobs in the database", number(jobs as f64));
+            report.figure(name, value, "ms", Some("Z"), "");
+        } else {
+            report.baseline("Z", name, value, "ms");
+        }
+    }
+    holtd.terminate(Duration::from_secs(30)).await?;
     Ok(())
 }
 

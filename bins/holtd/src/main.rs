@@ -145,8 +145,9 @@ struct ServeArgs {
     /// Seconds between retention runs (the first runs at start).
     #[arg(long, default_value_t = engine_defaults().retention_interval.as_secs())]
     retention_interval: u64,
-    /// The SHA-256 hex digest of an admin key, which opens the infrastructure API; repeatable
-    /// (or comma-separated in the environment variable). Without one, that API answers 403.
+    /// The SHA-256 hex digest of an admin key, which opens the web UI, the infrastructure API
+    /// and the operators' endpoints; repeatable (or comma-separated in the environment
+    /// variable). Without any admin key, those answer 403 and the web UI is off.
     #[arg(
         long = "admin-key-sha256",
         env = "HOLT_ADMIN_KEY_SHA256",
@@ -154,6 +155,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     admin_key_sha256: Vec<String>,
+    /// A file holding an admin key (its text, trimmed), created with a new random key (mode
+    /// 0600) when missing: the simplest way to enable the web UI. It adds to
+    /// --admin-key-sha256. A file other users may read is refused.
+    #[arg(long, env = "HOLT_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
     /// The credentials file (TOML): named entries a server's credentialsName refers to.
     /// SIGHUP loads it again.
     #[arg(long)]
@@ -349,6 +355,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let catalog =
         load_templates(&args.templates).map_err(|e| format!("templates not loaded:\n{e}"))?;
     let (engine_config, http_config) = configs(&args)?;
+    let http_ui_on = !http_config.admin_keys.is_empty();
     let credentials = match &args.credentials {
         Some(path) => holt_storage::credentials::load_file(path)
             .map_err(|e| format!("credentials not loaded:\n{e}"))?,
@@ -397,6 +404,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     // Scripts and tests read the bound address from this line (port 0 picks a free port).
     println!("holtd listening on http://{addr}");
+    if http_ui_on {
+        match &args.admin_key_file {
+            Some(file) => println!(
+                "web UI: http://{addr}/ (sign in with the admin key in {})",
+                file.display()
+            ),
+            None => println!("web UI: http://{addr}/ (sign in with an admin key)"),
+        }
+    } else {
+        println!("{}", holt_http::UI_OFF);
+    }
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
     engine.set_credentials(credentials);
@@ -470,7 +488,7 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
         max_variable_bytes: args.max_variable_bytes,
         header_read_timeout: seconds(args.header_read_timeout),
         body_read_timeout: seconds(args.body_read_timeout),
-        admin_keys: admin_keys(&args.admin_key_sha256)?,
+        admin_keys: admin_keys(&args.admin_key_sha256, args.admin_key_file.as_deref())?,
         max_followers_per_job: args.max_followers_per_job,
         max_long_polls: args.max_long_polls,
         max_stream_duration: seconds(args.max_stream_seconds),
@@ -487,9 +505,10 @@ fn configs(args: &ServeArgs) -> Result<(EngineConfig, HttpConfig), String> {
     Ok((engine_config, http_config))
 }
 
-/// The admin keys from their hex digests; a malformed one is refused, never skipped.
-fn admin_keys(digests: &[String]) -> Result<Vec<holt_domain::ApiKey>, String> {
-    digests
+/// The admin keys from their hex digests and the admin key file; a malformed one is refused,
+/// never skipped.
+fn admin_keys(digests: &[String], file: Option<&Path>) -> Result<Vec<holt_domain::ApiKey>, String> {
+    let mut keys = digests
         .iter()
         .filter(|d| !d.trim().is_empty())
         .map(|digest| {
@@ -498,7 +517,49 @@ fn admin_keys(digests: &[String]) -> Result<Vec<holt_domain::ApiKey>, String> {
                     .to_owned()
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    if let Some(path) = file {
+        keys.push(holt_domain::ApiKey::from_plain(&admin_key_file(path)?));
+    }
+    Ok(keys)
+}
+
+/// The key in the admin key file, which is created with a new random key when missing.
+fn admin_key_file(path: &Path) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |reason: String| format!("admin key file {}: {reason}", path.display());
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(fail(
+                    "other users may read or write it; make it readable by its owner only (chmod 600)"
+                        .into(),
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(fail("it is empty".into()));
+            }
+            Ok(key.to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = holt_engine::random_key_text();
+            let mut created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| fail(e.to_string()))?;
+            created
+                .write_all(format!("{key}\n").as_bytes())
+                .and_then(|()| created.sync_all())
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
 }
 
 /// Loads the templates again on every SIGHUP. A template whose file fails to load keeps its

@@ -153,6 +153,17 @@ impl SecretsKey {
     }
 }
 
+/// A new random key as text, 64 hexadecimal digits (256 bits from the system's generator): the
+/// key holtd writes to a missing admin key file.
+pub fn random_key_text() -> String {
+    encode_hex(&<[u8; KEY_BYTES]>::generate())
+}
+
+/// Whether a stored value is a sealed envelope (every value with the prefix is one).
+pub(crate) fn is_sealed(value: &str) -> bool {
+    value.starts_with(PREFIX)
+}
+
 fn associated_data(name: &str) -> Vec<u8> {
     let mut aad = PREFIX.as_bytes().to_vec();
     aad.extend_from_slice(name.to_lowercase().as_bytes());

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use holt_domain::{JobStatus, JobToken, LogEntry, TemplateName, VarName, Variables, format_entry};
+use holt_domain::{
+    JobStatus, JobToken, LogEntry, TemplateName, TriggerSource, VarName, Variables, format_entry,
+};
 use holt_engine::{Canceled, Engine, LogFollower, TextPage, Triggered};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -104,10 +106,21 @@ pub(crate) async fn start(app: &App, mut call: Call) -> Result<Triggered, Refusa
         variables.insert(var, value);
     }
     template.check_variables(&variables).map_err(Refusal::bad)?;
+    let source = source_of(&call.headers)?;
     Ok(app
         .engine
-        .trigger(&template, &variables, idempotency_key.as_deref())
+        .trigger_from(&template, &variables, idempotency_key.as_deref(), source)
         .await?)
+}
+
+/// What a trigger says triggered it, in its `X-Holt-Source` header: `api` (the default) or
+/// `ui` (the web UI sends it). Only holtd's own scheduler triggers as `schedule`.
+pub(crate) fn source_of(headers: &hyper::HeaderMap) -> Result<TriggerSource, Refusal> {
+    match headers.get("x-holt-source").map(HeaderValue::as_bytes) {
+        None | Some(b"api") => Ok(TriggerSource::Api),
+        Some(b"ui") => Ok(TriggerSource::Ui),
+        Some(_) => Err(Refusal::bad("X-Holt-Source must be api or ui")),
+    }
 }
 
 /// Parses an optional non-negative number of seconds no larger than `max`.

@@ -1,6 +1,7 @@
-//! The operators' listings: `GET /api/jobs/list` (a page of jobs, newest first) and
-//! `GET /api/templates/list` (every loaded template and its declared variables), both behind
-//! an admin key. Neither shows a key, a variable's value or a secret default.
+//! The operators' endpoints, all behind an admin key: `GET /api/jobs/list` (a page of jobs,
+//! newest first), `GET /api/jobs/show` (one job and its variables), `POST /api/jobs/rerun`
+//! (the same template and variables again) and `GET /api/templates/list` (every loaded
+//! template and its declared variables). None shows a key, a secret value or a secret default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,54 @@ pub(crate) async fn jobs(app: Arc<App>, req: Request<Incoming>) -> Answer {
         .flatten();
     let jobs: Vec<Value> = page.iter().map(job_json).collect();
     Ok(json_response(json!({ "jobs": jobs, "next": next })))
+}
+
+/// The job `token` names, refused as the job endpoints refuse.
+fn token_param(params: &mut Params) -> Result<JobToken, Refusal> {
+    params
+        .take("token")?
+        .ok_or_else(|| Refusal::bad("missing token parameter"))?
+        .parse::<JobToken>()
+        .map_err(|_| Refusal::bad("invalid token"))
+}
+
+pub(crate) async fn show(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let mut params = admin_params(&app, &req, &["token"])?;
+    let token = token_param(&mut params)?;
+    let job = app
+        .engine
+        .job_view(token)
+        .await?
+        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    let variables: Vec<Value> = job
+        .variables
+        .iter()
+        .map(|(name, value)| {
+            json!({ "name": name.as_str(), "value": value, "secret": value.is_none() })
+        })
+        .collect();
+    Ok(json_response(json!({
+        "token": job.token.to_string(),
+        "template": job.template.as_str(),
+        "status": job.status.as_str(),
+        "source": job.source.as_str(),
+        "created": time(Some(job.created_ms)),
+        "started": time(job.started_ms),
+        "finished": time(job.finished_ms),
+        "variables": variables,
+    })))
+}
+
+pub(crate) async fn rerun(app: Arc<App>, req: Request<Incoming>) -> Answer {
+    let source = crate::jobs::source_of(req.headers())?;
+    let mut params = admin_params(&app, &req, &["token"])?;
+    let token = token_param(&mut params)?;
+    let triggered = app
+        .engine
+        .rerun(token, source)
+        .await?
+        .ok_or_else(|| Refusal::bad("unknown token"))?;
+    Ok(text(StatusCode::OK, triggered.token().to_string()))
 }
 
 fn job_json(job: &JobSummary) -> Value {

@@ -114,6 +114,8 @@ enum Endpoint {
     Logs,
     Cancel,
     ListJobs,
+    ShowJob,
+    Rerun,
     ListTemplates,
     Healthz,
     Metrics,
@@ -140,6 +142,8 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
     ),
     ("/api/jobs/cancel", &[Method::POST], Endpoint::Cancel),
     ("/api/jobs/list", &[Method::GET], Endpoint::ListJobs),
+    ("/api/jobs/show", &[Method::GET], Endpoint::ShowJob),
+    ("/api/jobs/rerun", &[Method::POST], Endpoint::Rerun),
     (
         "/api/templates/list",
         &[Method::GET],
@@ -177,11 +181,19 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Bo
     let path = req.uri().path().to_owned();
     let route = ROUTES.iter().find(|(p, _, _)| *p == path);
     let infra = route.is_none() && path.starts_with(crate::infra::PREFIX);
-    let response = route_request(app.clone(), route, req).await;
+    let ui = route.is_none().then(|| crate::ui::asset(&path)).flatten();
+    let response = match ui {
+        Some(asset) => {
+            crate::ui::serve(&app, asset, &method).unwrap_or_else(Refusal::into_response)
+        }
+        None => route_request(app.clone(), route, req).await,
+    };
     let elapsed = started.elapsed();
     app.metrics.observe(
         if infra {
             "/api/infrastructure"
+        } else if ui.is_some() {
+            "ui"
         } else {
             route.map_or("other", |(p, _, _)| p)
         },
@@ -213,6 +225,11 @@ async fn route_request(
         )
         .into_response();
     }
+    if req.uri().path().starts_with("/api/")
+        && let Err(refusal) = crate::ui::check_same_origin(req.headers())
+    {
+        return refusal.into_response();
+    }
     let result = match route {
         None if req.uri().path().starts_with(crate::infra::PREFIX) => {
             crate::infra::handle(app, req).await
@@ -239,6 +256,8 @@ async fn route_request(
             Endpoint::Logs => jobs::logs(app, req).await,
             Endpoint::Cancel => jobs::cancel(app, req).await,
             Endpoint::ListJobs => crate::listing::jobs(app, req).await,
+            Endpoint::ShowJob => crate::listing::show(app, req).await,
+            Endpoint::Rerun => crate::listing::rerun(app, req).await,
             Endpoint::ListTemplates => crate::listing::templates(app, req).await,
             Endpoint::Healthz => match app.engine.health() {
                 Ok(()) => Ok(text(StatusCode::OK, "ok")),
