@@ -67,7 +67,8 @@ enum Command {
         /// byte, and may hold spaces, quotes and `=`).
         #[arg(short = 'v', long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
-        /// Wait for the job to end; the exit code is its outcome.
+        /// Wait for the job to end and print its status, then its outputs (if its template
+        /// declares any) as NAME=VALUE lines; the exit code is its outcome.
         #[arg(long)]
         wait: bool,
         /// Print the job's log as it is written until the job ends; the exit code is its
@@ -111,6 +112,21 @@ enum Command {
     },
     /// List the templates and their declared variables (needs an admin key).
     Templates,
+    /// Print the outputs a job recorded when it ended, as NAME=VALUE lines (values with
+    /// `\`, line breaks and other control characters escaped) or one JSON object.
+    Outputs {
+        /// The job's token.
+        token: String,
+        /// `lines` (NAME=VALUE) or `json` (the server's JSON object, as it sent it).
+        #[arg(long, value_enum, default_value_t = OutputsFormat::Lines)]
+        format: OutputsFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputsFormat {
+    Lines,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -179,7 +195,14 @@ async fn run(client: &Client, command: Command) -> Result<u8, Error> {
             if follow {
                 follow_log(client, &job.token, Format::Text).await
             } else if wait {
-                wait_for_end(client, &job.token).await
+                let code = wait_for_end(client, &job.token).await?;
+                // A holtd from before outputs answers 404: its jobs have none.
+                let outputs = match client.outputs(&job.token).await {
+                    Err(Error::Refused { status: 404, .. }) => Vec::new(),
+                    other => other?,
+                };
+                print_outputs(&outputs, OutputsFormat::Lines);
+                Ok(code)
             } else {
                 Ok(0)
             }
@@ -240,6 +263,10 @@ async fn run(client: &Client, command: Command) -> Result<u8, Error> {
             }
             Ok(0)
         }
+        Command::Outputs { token, format } => {
+            print_outputs(&client.outputs(&token).await?, format);
+            Ok(0)
+        }
         Command::Templates => {
             let mut out = std::io::stdout().lock();
             for t in client.list_templates().await? {
@@ -274,6 +301,43 @@ async fn run(client: &Client, command: Command) -> Result<u8, Error> {
             Ok(0)
         }
     }
+}
+
+/// Prints outputs: as `NAME=VALUE` lines, escaped so that each is one line, or as one JSON
+/// object in the server's order.
+fn print_outputs(outputs: &[(String, String)], format: OutputsFormat) {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputsFormat::Lines => {
+            for (name, value) in outputs {
+                let _ = writeln!(out, "{name}={}", escape_value(value));
+            }
+        }
+        OutputsFormat::Json => {
+            let string = |s: &str| serde_json::Value::from(s).to_string();
+            let members: Vec<String> = outputs
+                .iter()
+                .map(|(n, v)| format!("{}:{}", string(n), string(v)))
+                .collect();
+            let _ = writeln!(out, "{{{}}}", members.join(","));
+        }
+    }
+}
+
+/// A value on one line: `\\`, `\n`, `\r`, `\t` and `\u{..}` for other control characters.
+fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The exit code for a job's final status.

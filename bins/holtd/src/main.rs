@@ -418,6 +418,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
     engine.set_credentials(credentials);
+    engine.deliver_webhooks(std::sync::Arc::new(holt_http::WebhookClient));
     tokio::spawn(reload_on_hangup(
         engine.clone(),
         args.templates.clone(),

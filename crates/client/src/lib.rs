@@ -33,6 +33,7 @@
 
 mod error;
 mod listing;
+mod outputs;
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ use hyper_util::rt::TokioIo;
 pub use error::Error;
 pub use holt_domain::{JobStatus, TriggerSource};
 pub use listing::{JobInfo, JobPage, JobQuery, Targets, TemplateInfo, VariableInfo};
+pub use outputs::Ran;
 
 /// How long connecting to the server may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,19 +186,7 @@ impl Client {
         variables: &[(N, V)],
         idempotency_key: Option<&str>,
     ) -> Result<Triggered, Error> {
-        let mut pairs: Vec<(&str, &str)> = vec![("template", template)];
-        pairs.extend(variables.iter().map(|(n, v)| (n.as_ref(), v.as_ref())));
-        let body =
-            serde_urlencoded::to_string(&pairs).map_err(|e| Error::Protocol(e.to_string()))?;
-        let mut headers = vec![(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        )];
-        if let Some(key) = idempotency_key {
-            let value = HeaderValue::from_str(key)
-                .map_err(|_| Error::Protocol("the idempotency key is not a header value".into()))?;
-            headers.push((header::HeaderName::from_static("idempotency-key"), value));
-        }
+        let (headers, body) = trigger_form(&[("template", template)], variables, idempotency_key)?;
         let response = self
             .send(Method::POST, "/api/jobs/trigger", headers, body.into())
             .await?;
@@ -364,6 +354,27 @@ impl Client {
             .await
             .map_err(|e| unreachable(Box::new(e)))
     }
+}
+
+/// A trigger's form body (`fixed` pairs, then the variables) and headers.
+pub(crate) fn trigger_form<N: AsRef<str>, V: AsRef<str>>(
+    fixed: &[(&str, &str)],
+    variables: &[(N, V)],
+    idempotency_key: Option<&str>,
+) -> Result<(Vec<(header::HeaderName, HeaderValue)>, String), Error> {
+    let mut pairs: Vec<(&str, &str)> = fixed.to_vec();
+    pairs.extend(variables.iter().map(|(n, v)| (n.as_ref(), v.as_ref())));
+    let body = serde_urlencoded::to_string(&pairs).map_err(|e| Error::Protocol(e.to_string()))?;
+    let mut headers = vec![(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    )];
+    if let Some(key) = idempotency_key {
+        let value = HeaderValue::from_str(key)
+            .map_err(|_| Error::Protocol("the idempotency key is not a header value".into()))?;
+        headers.push((header::HeaderName::from_static("idempotency-key"), value));
+    }
+    Ok((headers, body))
 }
 
 /// `path?query`, form-encoded.

@@ -13,6 +13,7 @@ mod job;
 mod key;
 mod log;
 mod name;
+mod outputs;
 mod status;
 mod template;
 mod token;
@@ -32,6 +33,7 @@ pub use log::{
     needs_escape, push_escaped, split_message,
 };
 pub use name::TemplateName;
+pub use outputs::{Notify, Outputs, is_env_name, push_json_string, shown_url, url_problem};
 pub use status::JobStatus;
 pub use template::{
     OnLimit, Targets, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,

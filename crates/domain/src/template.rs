@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod ends;
+
 use crate::{ApiKey, InfraName, Inventory, Server, TemplateName, VarName, Variables};
 
 /// A job template: a plan, its variables' defaults, and whether and how the API may trigger it.
@@ -39,6 +41,10 @@ pub struct Template {
     pub targets: Targets,
     /// How many targeted servers the plan runs on at once (one when not given).
     pub parallel_servers: u32,
+    /// The variables whose final values a job hands back when it ends, in declaration order.
+    pub outputs: Vec<VarName>,
+    /// The completion webhooks sent when a job ends.
+    pub notify: Vec<crate::Notify>,
     /// Where the plan's first character is in the file, as (line, column).
     plan_origin: (u32, u32),
 }
@@ -356,6 +362,9 @@ impl Template {
             environments: names("environments", &file.environments),
         };
 
+        let outputs = ends::read_outputs(text, &file.outputs, &variables, &mut errors);
+        let notify = ends::read_notify(text, &file.notify, &mut errors);
+
         match plan {
             Some(plan) if errors.is_empty() => Ok(Template {
                 name,
@@ -373,6 +382,8 @@ impl Template {
                 targets,
                 parallel_servers: file.parallel_servers.unwrap_or(1),
                 plan_origin,
+                outputs,
+                notify,
             }),
             _ => Err(TemplateError {
                 diagnostics: errors,
@@ -473,6 +484,10 @@ struct TemplateFile {
     #[serde(default)]
     environments: Vec<String>,
     parallel_servers: Option<u32>,
+    #[serde(default)]
+    outputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    notify: Vec<Spanned<ends::NotifySpec>>,
 }
 
 fn yes() -> bool {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use holt_domain::{JobStatus, JobToken};
+use holt_domain::{JobStatus, JobToken, Outputs};
 use holt_storage::{ClusterStore, JobRecord, Lease};
 use tokio::sync::Notify;
 
@@ -189,6 +189,7 @@ impl Engine {
                 Ok(settled) => {
                     for token in settled {
                         tracing::warn!(job = %token, "job of a node whose lease ran out; marked Error");
+                        self.enqueue_webhooks_of(token).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not settle the jobs of dead nodes"),
@@ -312,11 +313,14 @@ impl Engine {
         node: &Node,
         token: JobToken,
         status: JobStatus,
+        outputs: &Outputs,
     ) -> Result<bool, EngineError> {
         // The job's log entries are handed to the store before its end; they commit first.
         self.inner.store.flush().await?;
         let held = !node.fenced.load(Ordering::SeqCst)
-            && cluster.finish(&node.lease(), token, status).await?;
+            && cluster
+                .finish(&node.lease(), token, status, outputs)
+                .await?;
         if !held {
             tracing::warn!(job = %token, "this node no longer holds the job; its result is not recorded");
         }
@@ -333,8 +337,13 @@ impl Engine {
             return self.end_unrun(token, message).await;
         };
         self.write_last_line(token, message).await?;
-        self.finish_claimed(cluster, node, token, JobStatus::Error)
-            .await?;
+        let none = Outputs::new();
+        if self
+            .finish_claimed(cluster, node, token, JobStatus::Error, &none)
+            .await?
+        {
+            self.enqueue_webhooks_of(token).await;
+        }
         Ok(())
     }
 }

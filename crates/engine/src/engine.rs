@@ -86,6 +86,8 @@ pub(crate) struct Inner {
     /// The mark this process's job processes carry (see `process::INSTANCE_ENV`): the store's
     /// instance id, and the node's name when the store is shared.
     pub(crate) mark: String,
+    /// Wakes the webhook delivery loop when a webhook is added.
+    pub(crate) webhook_wake: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -150,9 +152,14 @@ impl Engine {
                 background: CancellationToken::new(),
                 node,
                 mark,
+                webhook_wake: tokio::sync::Notify::new(),
             }),
         };
-        for record in recovery.map(|r| r.pending).unwrap_or_default() {
+        let recovery = recovery.unwrap_or_default();
+        for token in recovery.interrupted {
+            engine.enqueue_webhooks_of(token).await;
+        }
+        for record in recovery.pending {
             engine.resume(record).await?;
         }
         if engine.inner.node.is_some() {
@@ -446,7 +453,8 @@ impl Engine {
                         None,
                     );
                     log.write_final(LogLevel::Error, CANCELED_MESSAGE).await?;
-                    self.finish(job.token, &job.template, JobStatus::Error)
+                    let none = holt_domain::Outputs::new();
+                    self.finish(job.token, &job.template, JobStatus::Error, &none)
                         .await?;
                     tracing::info!(job = %token, "pending job canceled");
                     return Ok(Canceled::Stopped(JobStatus::Error));

@@ -19,6 +19,7 @@ mod joblog;
 mod logs;
 mod metrics;
 mod operators;
+mod outputs;
 mod process;
 mod queue;
 mod retention;
@@ -28,6 +29,7 @@ mod ssh;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
 pub use config::{EngineConfig, MAX_DURATION};
@@ -39,3 +41,4 @@ pub use metrics::Metrics;
 pub use operators::JobView;
 pub use process::adopt_escaped_processes;
 pub use secrets::{SecretsKey, random_key_text};
+pub use webhooks::WebhookSender;

@@ -13,6 +13,7 @@ pub struct Metrics {
     triggered: Mutex<BTreeMap<String, u64>>,
     finished: Mutex<BTreeMap<(String, &'static str), u64>>,
     log_lines: AtomicU64,
+    webhooks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -26,6 +27,10 @@ impl Metrics {
         *crate::sync::lock(&self.finished)
             .entry((template.as_str().to_owned(), status.as_str()))
             .or_default() += 1;
+    }
+
+    pub(crate) fn webhook(&self, result: &'static str) {
+        *crate::sync::lock(&self.webhooks).entry(result).or_default() += 1;
     }
 
     pub(crate) fn logged(&self, lines: u64) {
@@ -61,6 +66,14 @@ impl Metrics {
             "holt_log_lines_total {}",
             self.log_lines.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP holt_webhook_attempts_total Webhook delivery attempts since the server started, by result (delivered, failed, given_up).\n");
+        out.push_str("# TYPE holt_webhook_attempts_total counter\n");
+        for (result, count) in crate::sync::lock(&self.webhooks).iter() {
+            let _ = writeln!(
+                out,
+                "holt_webhook_attempts_total{{result=\"{result}\"}} {count}"
+            );
+        }
     }
 }
 

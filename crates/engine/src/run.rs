@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use holt_domain::{
-    InfraName, JobStatus, JobToken, LogLevel, ScopePath, Server, Template, TemplateName, Variables,
+    InfraName, JobStatus, JobToken, LogLevel, Outputs, ScopePath, Server, Template, TemplateName,
+    Variables,
 };
 use holt_storage::JobRecord;
 
 use crate::EngineError;
 use crate::clock::now_ms;
 use crate::engine::Engine;
+use crate::interp::value::Globals;
 use crate::interp::{self, ExecState};
 use crate::joblog::{JobLog, LogLimits};
 use crate::queue::{QueuedJob, Slot, Stopper};
@@ -131,6 +133,7 @@ impl Engine {
             .store
             .set_status(token, JobStatus::Error, now_ms())
             .await?;
+        self.enqueue_webhooks_of(token).await;
         Ok(())
     }
 
@@ -196,7 +199,8 @@ impl Engine {
         template: &TemplateName,
     ) -> Result<(), EngineError> {
         self.write_last_line(token, INTERNAL_ERROR_MESSAGE).await?;
-        self.finish(token, template, JobStatus::Error).await
+        self.finish(token, template, JobStatus::Error, &Outputs::new())
+            .await
     }
 
     /// Runs one job to its terminal status. A store failure leaves the job `Executing`, which
@@ -240,7 +244,7 @@ impl Engine {
         let template = self.templates().get(&job.template).cloned();
         let run = self.run_targets(&job, &log, stopper, infra, template.as_deref());
         let timeout = template.as_ref().and_then(|t| t.timeout);
-        let state = match timeout {
+        let (state, globals) = match timeout {
             None => run.await?,
             Some(limit) => {
                 tokio::pin!(run);
@@ -271,17 +275,20 @@ impl Engine {
                 (JobStatus::Error, LogLevel::Error, "Job failed.".to_owned())
             }
         };
+        let outputs = crate::outputs::collect(template.as_deref(), &globals, &log).await?;
         log.write_final(level, &line).await?;
         // The status is queued after every entry, so it commits with or after them: a client
         // that sees it can read the whole log.
-        self.finish(job.token, &job.template, status).await?;
+        self.finish(job.token, &job.template, status, &outputs)
+            .await?;
         tracing::info!(job = %job.token, status = %status, "job ended");
         Ok(())
     }
 
     /// Runs a job's plan where its template targets it: on `localhost` as a plain plan when the
     /// template names no target, otherwise once per targeted server, in a log scope named after
-    /// it, up to `parallel_servers` at once in name order. The state is the worst of the runs'.
+    /// it, up to `parallel_servers` at once in name order. The state is the worst of the runs';
+    /// the globals are each run's, in server name order.
     async fn run_targets(
         &self,
         job: &QueuedJob,
@@ -289,7 +296,7 @@ impl Engine {
         stopper: &Stopper,
         infra: interp::Infra,
         template: Option<&Template>,
-    ) -> Result<ExecState, EngineError> {
+    ) -> Result<(ExecState, Vec<Globals>), EngineError> {
         use futures_util::StreamExt;
         let kill_grace = self.inner.config.kill_grace;
         let Some(template) = template.filter(|t| !t.targets.is_empty()) else {
@@ -305,7 +312,8 @@ impl Engine {
                 place,
                 ScopePath::root(),
             );
-            return Ok(run.await?);
+            let (state, globals) = run.await?;
+            return Ok((state, vec![globals]));
         };
         let targets = &template.targets;
         let inventory = infra.inventory.clone();
@@ -326,7 +334,7 @@ impl Engine {
             );
             log.write(LogLevel::Error, &ScopePath::root(), &message)
                 .await?;
-            return Ok(ExecState::Failing);
+            return Ok((ExecState::Failing, Vec::new()));
         }
         let runs = servers.into_iter().map(|server| {
             // The role and environment in context are the first of the server's that the
@@ -370,27 +378,39 @@ impl Engine {
             .collect()
             .await;
         let mut worst = ExecState::Normal;
-        for state in states {
-            worst = worst.max(state?);
+        let mut all = Vec::with_capacity(states.len());
+        for run in states {
+            let (state, globals) = run?;
+            worst = worst.max(state);
+            all.push(globals);
         }
-        Ok(worst)
+        Ok((worst, all))
     }
 
-    /// Records a job's terminal status, then tells its waiters and forgets it.
+    /// Records a job's terminal status and outputs, then tells its waiters and forgets it.
     pub(crate) async fn finish(
         &self,
         token: JobToken,
         template: &TemplateName,
         status: JobStatus,
+        outputs: &Outputs,
     ) -> Result<(), EngineError> {
-        match self.node() {
+        let held = match self.node() {
             Some((cluster, node)) => {
-                self.finish_claimed(cluster, node, token, status).await?;
+                self.finish_claimed(cluster, node, token, status, outputs)
+                    .await?
             }
-            None => self.inner.store.set_status(token, status, now_ms()).await?,
-        }
+            None => {
+                let store = &self.inner.store;
+                store.end_job(token, status, now_ms(), outputs).await?;
+                true
+            }
+        };
         self.inner.metrics.finished(template, status);
         self.inner.queue.ended(token, status);
+        if held {
+            self.enqueue_webhooks(token, template, status).await;
+        }
         Ok(())
     }
 }

@@ -26,13 +26,26 @@ const PAGE_BYTES: usize = 256 * 1024;
 const ENTRIES_PAGE_BYTES: usize = PAGE_BYTES / 2;
 
 /// The longest a status call may wait for its job to end.
-const MAX_WAIT_SECONDS: f64 = 60.0;
+pub(crate) const MAX_WAIT_SECONDS: f64 = 60.0;
 
 /// The longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 pub(crate) async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
-    let mut call = read_call(&app, req).await?;
+    let call = read_call(&app, req).await?;
+    let triggered = start(&app, call).await?;
+    let mut response = text(StatusCode::OK, triggered.token().to_string());
+    if let Triggered::Existing(_) = triggered {
+        response
+            .headers_mut()
+            .insert("x-holt-existing-job", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Triggers the job a call asks for: its template, key, `Idempotency-Key` and variables
+/// checked as the trigger endpoint documents. What `trigger` and `run` share.
+pub(crate) async fn start(app: &App, mut call: Call) -> Result<Triggered, Refusal> {
     let name = call
         .params
         .take("template")?
@@ -51,7 +64,7 @@ pub(crate) async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
             format!("template {name} does not allow API use"),
         ));
     }
-    check_key(&app, &template, call.key.as_deref())?;
+    check_key(app, &template, call.key.as_deref())?;
     let idempotency_key = match call.headers.get("idempotency-key") {
         None => None,
         Some(value) => {
@@ -94,17 +107,10 @@ pub(crate) async fn trigger(app: Arc<App>, req: Request<Incoming>) -> Answer {
     }
     template.check_variables(&variables).map_err(Refusal::bad)?;
     let source = source_of(&call.headers)?;
-    let triggered = app
+    Ok(app
         .engine
         .trigger_from(&template, &variables, idempotency_key.as_deref(), source)
-        .await?;
-    let mut response = text(StatusCode::OK, triggered.token().to_string());
-    if let Triggered::Existing(_) = triggered {
-        response
-            .headers_mut()
-            .insert("x-holt-existing-job", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+        .await?)
 }
 
 /// What a trigger says triggered it, in its `X-Holt-Source` header: `api` (the default) or
@@ -118,7 +124,11 @@ pub(crate) fn source_of(headers: &hyper::HeaderMap) -> Result<TriggerSource, Ref
 }
 
 /// Parses an optional non-negative number of seconds no larger than `max`.
-fn seconds_param(call: &mut Call, name: &str, max: f64) -> Result<Option<Duration>, Refusal> {
+pub(crate) fn seconds_param(
+    call: &mut Call,
+    name: &str,
+    max: f64,
+) -> Result<Option<Duration>, Refusal> {
     let Some(text) = call.params.take(name)? else {
         return Ok(None);
     };

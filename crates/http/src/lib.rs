@@ -14,12 +14,15 @@ mod jobs;
 mod limits;
 mod listing;
 mod metrics;
+mod outputs;
 mod params;
 mod routes;
 mod server;
 mod ui;
+mod webhook;
 
 pub use body::{Body, BodyError};
 pub use routes::routes;
 pub use server::{HttpConfig, serve};
 pub use ui::UI_OFF;
+pub use webhook::WebhookClient;

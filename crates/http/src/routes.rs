@@ -119,6 +119,8 @@ enum Endpoint {
     ListTemplates,
     Healthz,
     Metrics,
+    Outputs,
+    Run,
 }
 
 /// Every route the server answers: its path, its methods and its endpoint.
@@ -149,6 +151,12 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
     ),
     ("/healthz", &[Method::GET], Endpoint::Healthz),
     ("/metrics", &[Method::GET], Endpoint::Metrics),
+    (
+        "/api/jobs/outputs",
+        &[Method::GET, Method::POST],
+        Endpoint::Outputs,
+    ),
+    ("/api/jobs/run", &[Method::GET, Method::POST], Endpoint::Run),
 ];
 
 /// The routes the server answers, as paths and method names, for documentation checks.
@@ -256,6 +264,8 @@ async fn route_request(
                 Err(e) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             },
             Endpoint::Metrics => Ok(metrics(&app).await),
+            Endpoint::Outputs => crate::outputs::outputs(app, req).await,
+            Endpoint::Run => crate::outputs::run(app, req).await,
         },
     };
     result.unwrap_or_else(Refusal::into_response)

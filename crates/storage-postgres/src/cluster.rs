@@ -18,8 +18,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use holt_domain::{
-    JobStatus, JobToken, LogEntry, LogLevel, OnLimit, ScopePath, TemplateName, TriggerSource,
+    JobStatus, JobToken, LogEntry, LogLevel, OnLimit, Outputs, ScopePath, TemplateName,
+    TriggerSource,
 };
+use holt_storage::backend::encode_outputs;
 use holt_storage::{
     Admitted, CancelRequest, ClusterStore, JobRecord, Lease, NewJob, Policy, StoreError,
 };
@@ -232,7 +234,7 @@ pub(crate) async fn end_with_line(
 impl PgStore {
     /// Runs `work` in a transaction of its own on a pool connection, notifies the events it
     /// produced with the commit, and tells this store's watchers after it.
-    async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         F: for<'a> FnOnce(
             &'a Transaction<'a>,
@@ -482,17 +484,25 @@ impl ClusterStore for PgStore {
         lease: &Lease,
         token: JobToken,
         status: JobStatus,
+        outputs: &Outputs,
     ) -> Result<bool, StoreError> {
         let generation = lease.generation;
+        let outputs = (!outputs.is_empty()).then(|| encode_outputs(outputs));
         self.transact(move |tx, events| {
             Box::pin(async move {
                 let changed = tx
                     .execute(
                         &format!(
-                            "UPDATE jobs SET status = $3, finished_ms = {NOW_MS}, owner = NULL
+                            "UPDATE jobs SET status = $3, finished_ms = {NOW_MS}, owner = NULL,
+                                 outputs = $4
                              WHERE id = $1 AND owner = $2 AND status IN (0, 1) AND status = 1"
                         ),
-                        &[&(token.id() as i64), &generation, &status_code(status)],
+                        &[
+                            &(token.id() as i64),
+                            &generation,
+                            &status_code(status),
+                            &outputs,
+                        ],
                     )
                     .await?;
                 if changed == 1 {

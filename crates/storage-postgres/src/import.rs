@@ -37,8 +37,8 @@ impl PgStore {
         let insert_job = tx
             .prepare_cached(
                 "INSERT INTO jobs (id, template, plan, variables, status, created_ms, started_ms,
-                                   finished_ms, source)
-                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   finished_ms, source, outputs)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .await
             .map_err(db_error)?;
@@ -59,6 +59,7 @@ impl PgStore {
                     &job.started_ms,
                     &job.finished_ms,
                     &source,
+                    &job.outputs,
                 ],
             )
             .await

@@ -20,9 +20,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use holt_domain::{
-    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, TemplateName, TriggerSource,
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, Outputs, TemplateName, TriggerSource,
 };
-use holt_storage::backend::{EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables, log_cost};
+use holt_storage::backend::{
+    EntryPage, LOG_BUDGET_BYTES, TextPage, decode_outputs, decode_variables, encode_outputs,
+    log_cost,
+};
 use holt_storage::{
     Created, Durability, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError,
 };
@@ -37,6 +40,7 @@ mod import;
 mod infra;
 mod listener;
 mod migrations;
+mod outbox;
 #[cfg(any(test, feature = "scratch"))]
 pub mod scratch;
 mod writer;
@@ -363,9 +367,75 @@ impl JobStore for PgStore {
             token,
             status,
             at_ms,
+            outputs: None,
             ack,
         })
         .await
+    }
+
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError> {
+        let outputs = (!outputs.is_empty()).then(|| encode_outputs(outputs));
+        self.request(|ack| Command::SetStatus {
+            token,
+            status,
+            at_ms,
+            outputs,
+            ack,
+        })
+        .await
+    }
+
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<holt_storage::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.add_webhooks_tx(token, hooks, at_ms).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<holt_storage::Webhook>, StoreError> {
+        self.claim_webhooks_tx(now_ms, lease_ms, limit).await
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: holt_storage::Attempted,
+    ) -> Result<(), StoreError> {
+        self.webhook_attempted_tx(id, attempted).await
+    }
+
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .read_opt("SELECT min(next_ms) FROM webhooks WHERE done = 0", &[])
+            .await?;
+        Ok(row.and_then(|row| row.get(0)))
+    }
+
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {
+        let row = self
+            .read_opt(
+                "SELECT outputs FROM jobs WHERE id = $1",
+                &[&(token.id() as i64)],
+            )
+            .await?;
+        row.map(|row| {
+            let text: Option<&str> = row.get(0);
+            text.map_or(Ok(Outputs::new()), decode_outputs)
+        })
+        .transpose()
     }
 
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {

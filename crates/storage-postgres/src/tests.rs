@@ -564,7 +564,8 @@ async fn normal_durability_turns_synchronous_commit_off() {
     }
 }
 
-/// A copied job keeps what triggered it (`holtd migrate`), and a listing reads it back.
+/// A copied job keeps what triggered it and its outputs (`holtd migrate`), and a listing reads
+/// them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_job_keeps_its_trigger_source() {
     let (_db, store) = scratch_store().await;
@@ -579,6 +580,7 @@ async fn an_imported_job_keeps_its_trigger_source() {
             started_ms: Some(2),
             finished_ms: Some(3),
             source: holt_domain::TriggerSource::Schedule.code(),
+            outputs: Some(r#"[["Version","1.2"]]"#.into()),
         }],
         ..Default::default()
     };
@@ -586,6 +588,8 @@ async fn an_imported_job_keeps_its_trigger_source() {
     let token = JobToken::new(5).unwrap();
     let record = store.job(token).await.unwrap().unwrap();
     assert_eq!(record.source, holt_domain::TriggerSource::Schedule);
+    let outputs = store.outputs(token).await.unwrap().unwrap();
+    assert_eq!(outputs.get("version"), Some("1.2"));
     let page = store
         .list_jobs(&holt_domain::JobFilter {
             template: Some("hdars".parse().unwrap()),

@@ -32,6 +32,8 @@ pub(crate) enum Command {
         token: JobToken,
         status: JobStatus,
         at_ms: i64,
+        /// A terminal status's outputs, encoded (`backend::encode_outputs`).
+        outputs: Option<String>,
         ack: Ack<()>,
     },
     AppendLogs {
@@ -398,9 +400,10 @@ async fn apply(
             token,
             status,
             at_ms,
+            outputs,
             ..
         } => {
-            let result = set_status(tx, *token, *status, *at_ms).await?;
+            let result = set_status(tx, *token, *status, *at_ms, outputs.as_deref()).await?;
             if result.is_ok() {
                 events.push(Event::Status {
                     token: *token,
@@ -550,21 +553,24 @@ async fn set_status(
     token: JobToken,
     status: JobStatus,
     at_ms: i64,
+    outputs: Option<&str>,
 ) -> Result<Result<(), StoreError>, tokio_postgres::Error> {
-    let sql = if status == JobStatus::Executing {
-        "UPDATE jobs SET status = $2, started_ms = $3 WHERE id = $1"
+    let (id, code) = (token.id() as i64, status_code(status));
+    let changed = if status == JobStatus::Executing {
+        let sql = "UPDATE jobs SET status = $2, started_ms = $3 WHERE id = $1";
+        let statement = tx.prepare_cached(sql).await?;
+        tx.execute(&statement, &[&id, &code, &at_ms]).await?
     } else if status.is_terminal() {
-        "UPDATE jobs SET status = $2, finished_ms = $3 WHERE id = $1"
+        // Outputs come only with a job's own end; an end recorded otherwise keeps none.
+        let sql = "UPDATE jobs SET status = $2, finished_ms = $3, outputs = $4 WHERE id = $1";
+        let statement = tx.prepare_cached(sql).await?;
+        tx.execute(&statement, &[&id, &code, &at_ms, &outputs])
+            .await?
     } else {
-        "UPDATE jobs SET status = $2 WHERE id = $1"
+        let sql = "UPDATE jobs SET status = $2 WHERE id = $1";
+        let statement = tx.prepare_cached(sql).await?;
+        tx.execute(&statement, &[&id, &code]).await?
     };
-    let statement = tx.prepare_cached(sql).await?;
-    let changed = tx
-        .execute(
-            &statement,
-            &[&(token.id() as i64), &status_code(status), &at_ms],
-        )
-        .await?;
     if changed == 0 {
         return Ok(Err(StoreError::Corrupt(format!("no job {token}"))));
     }

@@ -115,6 +115,22 @@ pub fn decode_variables(text: &str) -> Result<Variables, StoreError> {
         .collect()
 }
 
+/// A job's outputs are kept as a JSON array of `[name, value]` pairs, in declaration order.
+pub fn encode_outputs(outputs: &holt_domain::Outputs) -> String {
+    let pairs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+/// The outputs [`encode_outputs`] wrote.
+pub fn decode_outputs(text: &str) -> Result<holt_domain::Outputs, StoreError> {
+    let pairs: Vec<(String, String)> =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("job outputs: {e}")))?;
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((k.parse()?, v)))
+        .collect()
+}
+
 /// A page of entries gathered from a job's chunks, read in order of their last sequence
 /// number: up to `limit` entries from `from_seq` on whose texts add up to at most `max_bytes`
 /// (at least one).

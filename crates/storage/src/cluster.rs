@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use holt_domain::{JobStatus, JobToken, OnLimit, TemplateName, TriggerSource};
+use holt_domain::{JobStatus, JobToken, OnLimit, Outputs, TemplateName, TriggerSource};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{JobRecord, NewJob, StoreError};
@@ -111,14 +111,15 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
         limits: &HashMap<TemplateName, u32>,
     ) -> Result<Vec<JobRecord>, StoreError>;
 
-    /// Records that a job `lease`'s node executes has ended with `status`, if the node still
-    /// holds it: `false` when the lease was settled (the job already ended as interrupted), so
-    /// that a node cut off from the others never writes a result over that.
+    /// Records that a job `lease`'s node executes has ended with `status` and `outputs`, if the
+    /// node still holds it: `false` when the lease was settled (the job already ended as
+    /// interrupted), so that a node cut off from the others never writes a result over that.
     async fn finish(
         &self,
         lease: &Lease,
         token: JobToken,
         status: JobStatus,
+        outputs: &Outputs,
     ) -> Result<bool, StoreError>;
 
     /// Cancels a job wherever it is: a pending job ends at once with `message` as its last log

@@ -32,6 +32,8 @@ macro_rules! conformance_tests {
             commits_wake_watchers,
             infrastructure,
             listing,
+            outputs_are_recorded_with_the_end,
+            webhooks_are_claimed_once_and_retried,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -821,6 +823,131 @@ pub async fn listing(store: Arc<dyn JobStore>) {
     assert!(below_first.is_empty());
     let zero = store.list_jobs(&filter(None, None, None, 0)).await.unwrap();
     assert!(zero.is_empty());
+}
+
+/// A job's outputs are recorded with its terminal status, in declaration order, values byte for
+/// byte; before its end, and for an end recorded without them, a job has none; an unknown job
+/// has no outputs at all.
+pub async fn outputs_are_recorded_with_the_end(store: Arc<dyn JobStore>) {
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    let plain = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    assert_eq!(
+        store.outputs(t).await.unwrap(),
+        Some(holt_domain::Outputs::new())
+    );
+    store.set_status(t, JobStatus::Executing, 5).await.unwrap();
+    let outputs: holt_domain::Outputs = [("Version", "1.2.3"), ("ArtifactUrl", "a&b=\"c\" ü\n")]
+        .into_iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.to_owned()))
+        .collect();
+    store
+        .end_job(t, JobStatus::Succeeded, 9, &outputs)
+        .await
+        .unwrap();
+    let job = store.job(t).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.finished_ms),
+        (JobStatus::Succeeded, Some(9))
+    );
+    let read = store.outputs(t).await.unwrap().unwrap();
+    assert_eq!(read, outputs);
+    let names: Vec<_> = read.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Version", "ArtifactUrl"]);
+    store.set_status(plain, JobStatus::Error, 9).await.unwrap();
+    assert_eq!(
+        store.outputs(plain).await.unwrap(),
+        Some(holt_domain::Outputs::new())
+    );
+    let unknown = JobToken::new(424_242).unwrap();
+    assert_eq!(store.outputs(unknown).await.unwrap(), None);
+    assert!(
+        store
+            .end_job(unknown, JobStatus::Error, 9, &outputs)
+            .await
+            .is_err()
+    );
+}
+
+/// The webhook outbox: a webhook is due at once, a claim hides it from other claims until its
+/// lease runs out, a retry makes it due at its time, and delivered or given-up webhooks leave.
+pub async fn webhooks_are_claimed_once_and_retried(store: Arc<dyn JobStore>) {
+    use crate::{Attempted, NewWebhook};
+    let t = store.create_job(new_job("hdars", &[])).await.unwrap().token;
+    store.set_status(t, JobStatus::Error, 10).await.unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), None);
+    let hook = |url: &str, env: Option<&str>| NewWebhook {
+        url: url.into(),
+        secret_env: env.map(str::to_owned),
+    };
+    store
+        .add_webhooks(
+            t,
+            vec![hook("http://a/1", Some("K")), hook("http://b/2", None)],
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), Some(100));
+    assert!(
+        store
+            .claim_webhooks(99, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_webhooks(100, 1_000, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let first = claimed[0].clone();
+    assert_eq!(
+        (first.token, first.url.as_str(), first.secret_env.as_deref()),
+        (t, "http://a/1", Some("K"))
+    );
+    assert_eq!((first.attempts, first.created_ms), (0, 100));
+    // The other is still due; the claimed one is not, until its lease runs out.
+    let second = store.claim_webhooks(200, 1_000, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].url, "http://b/2");
+    assert!(
+        store
+            .claim_webhooks(500, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_webhooks(1_100, 1_000, 10).await.unwrap();
+    assert_eq!(again.iter().map(|w| w.id).collect::<Vec<_>>(), [first.id]);
+    // A failed attempt counts and is due at its retry time; a delivered one leaves.
+    store
+        .webhook_attempted(first.id, Attempted::Retry { next_ms: 5_000 })
+        .await
+        .unwrap();
+    store
+        .webhook_attempted(second[0].id, Attempted::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), Some(5_000));
+    assert!(
+        store
+            .claim_webhooks(4_999, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store.claim_webhooks(5_000, 1_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    store
+        .webhook_attempted(retried[0].id, Attempted::GaveUp)
+        .await
+        .unwrap();
+    assert_eq!(store.next_webhook_ms().await.unwrap(), None);
+    assert!(
+        store
+            .claim_webhooks(i64::MAX / 2, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub struct JobRow {
     pub finished_ms: Option<i64>,
     /// What triggered it, as its stored code.
     pub source: i64,
+    /// Its outputs in their stored form (`backend::encode_outputs`), if it recorded any.
+    pub outputs: Option<String>,
 }
 
 /// One log chunk's row.

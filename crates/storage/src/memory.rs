@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use holt_domain::{
-    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, ScopePath, TemplateName,
-    TriggerSource,
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, Outputs, ScopePath,
+    TemplateName, TriggerSource,
 };
 
 use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
@@ -37,12 +37,16 @@ struct State {
     inventory: holt_domain::Inventory,
     /// Watches of followed jobs' committed logs (see [`JobStore::watch_committed`]).
     watchers: HashMap<JobToken, tokio::sync::watch::Sender<u64>>,
+    /// The webhook outbox, by id - 1: each webhook and, while it waits, when it is due.
+    webhooks: Vec<(crate::Webhook, Option<i64>)>,
 }
 
 struct Job {
     record: JobRecord,
     /// Entries by sequence number: reads from an offset are a range.
     log: BTreeMap<u64, LogEntry>,
+    /// The outputs recorded with its end.
+    outputs: Outputs,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -161,6 +165,7 @@ impl JobStore for MemoryStore {
                     source,
                 },
                 log: BTreeMap::new(),
+                outputs: Outputs::new(),
             },
         );
         Ok(Created { token, fresh: true })
@@ -198,8 +203,22 @@ impl JobStore for MemoryStore {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError> {
+        self.end_job(token, status, at_ms, &Outputs::new()).await
+    }
+
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
-        let record = &mut state.job_mut(token)?.record;
+        let job = state.job_mut(token)?;
+        if status.is_terminal() {
+            job.outputs = outputs.clone();
+        }
+        let record = &mut job.record;
         record.status = status;
         if status == JobStatus::Executing {
             record.started_ms = Some(at_ms);
@@ -294,6 +313,85 @@ impl JobStore for MemoryStore {
             .jobs
             .get(&token)
             .map(|job| (job.record.template.clone(), job.record.status)))
+    }
+
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<crate::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.job_mut(token)?;
+        for hook in hooks {
+            let id = state.webhooks.len() as i64 + 1;
+            let webhook = crate::Webhook {
+                id,
+                token,
+                url: hook.url,
+                secret_env: hook.secret_env,
+                attempts: 0,
+                created_ms: at_ms,
+            };
+            state.webhooks.push((webhook, Some(at_ms)));
+        }
+        Ok(())
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::Webhook>, StoreError> {
+        let mut state = self.state();
+        let mut ready: Vec<(i64, usize)> = state
+            .webhooks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, due))| due.filter(|at| *at <= now_ms).map(|at| (at, i)))
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(limit);
+        Ok(ready
+            .into_iter()
+            .map(|(_, i)| {
+                let (webhook, due) = &mut state.webhooks[i];
+                *due = Some(now_ms + lease_ms);
+                webhook.clone()
+            })
+            .collect())
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: crate::Attempted,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let slot = usize::try_from(id - 1)
+            .ok()
+            .and_then(|i| state.webhooks.get_mut(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no webhook {id}")))?;
+        slot.0.attempts += 1;
+        slot.1 = match attempted {
+            crate::Attempted::Retry { next_ms } => Some(next_ms),
+            crate::Attempted::Delivered | crate::Attempted::GaveUp => None,
+        };
+        Ok(())
+    }
+
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .state()
+            .webhooks
+            .iter()
+            .filter_map(|(_, due)| *due)
+            .min())
+    }
+
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {
+        Ok(self.state().jobs.get(&token).map(|job| job.outputs.clone()))
     }
 
     async fn status(&self, token: JobToken) -> Result<Option<JobStatus>, StoreError> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use holt_domain::{
-    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, TemplateName, TriggerSource,
+    JobFilter, JobStatus, JobSummary, JobToken, LogEntry, LogLevel, Outputs, TemplateName,
+    TriggerSource,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -186,7 +187,7 @@ impl SqliteStore {
             let mut batch = dump::Batch::default();
             let mut jobs = conn.prepare(
                 "SELECT id, template, plan, variables, status, created_ms, started_ms, finished_ms,
-                        source
+                        source, outputs
                  FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             batch.jobs = jobs
@@ -201,6 +202,7 @@ impl SqliteStore {
                         started_ms: row.get(6)?,
                         finished_ms: row.get(7)?,
                         source: row.get(8)?,
+                        outputs: row.get(9)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -344,7 +346,130 @@ impl JobStore for SqliteStore {
             token,
             status,
             at_ms,
+            outputs: None,
             ack,
+        })
+        .await
+    }
+
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError> {
+        let outputs = (!outputs.is_empty()).then(|| backend::encode_outputs(outputs));
+        self.request(|ack| Command::SetStatus {
+            token,
+            status,
+            at_ms,
+            outputs,
+            ack,
+        })
+        .await
+    }
+
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<crate::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.in_batch(move |tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO webhooks (job_id, url, secret_env, created_ms, next_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?;
+            for hook in &hooks {
+                insert.execute(params![token.id() as i64, hook.url, hook.secret_env, at_ms])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::Webhook>, StoreError> {
+        // Through the writer: taking a row is a write, ordered with the others.
+        self.in_batch(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE webhooks SET next_ms = ?2
+                 WHERE id IN (SELECT id FROM webhooks WHERE done = 0 AND next_ms <= ?1
+                              ORDER BY next_ms, id LIMIT ?3)
+                 RETURNING id, job_id, url, secret_env, attempts, created_ms",
+            )?;
+            let rows = stmt.query_map(params![now_ms, now_ms + lease_ms, limit as i64], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })?;
+            let mut claimed = Vec::new();
+            for row in rows {
+                let (id, job, url, secret_env, attempts, created_ms) = row?;
+                claimed.push(crate::Webhook {
+                    id,
+                    token: JobToken::new(job as u64)
+                        .ok_or_else(|| StoreError::Corrupt(format!("job id {job}")))?,
+                    url,
+                    secret_env,
+                    attempts: attempts as u32,
+                    created_ms,
+                });
+            }
+            claimed.sort_by_key(|w| w.id);
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: crate::Attempted,
+    ) -> Result<(), StoreError> {
+        self.in_batch(move |tx| {
+            let next = match attempted {
+                crate::Attempted::Retry { next_ms } => Some(next_ms),
+                _ => None,
+            };
+            tx.prepare_cached(
+                "UPDATE webhooks SET attempts = attempts + 1, done = ?2,
+                     next_ms = coalesce(?3, next_ms)
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, attempted.code(), next])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT min(next_ms) FROM webhooks WHERE done = 0")?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError> {
+        self.read(move |conn| {
+            let row: Option<Option<String>> = conn
+                .prepare_cached("SELECT outputs FROM jobs WHERE id = ?1")?
+                .query_row([token.id() as i64], |row| row.get(0))
+                .optional()?;
+            row.map(|text| text.map_or(Ok(Outputs::new()), |t| backend::decode_outputs(&t)))
+                .transpose()
         })
         .await
     }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use holt_domain::{
-    InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogEntry, TemplateName,
-    TriggerSource, Variables,
+    InfraChange, Inventory, JobFilter, JobStatus, JobSummary, JobToken, LogEntry, Outputs,
+    TemplateName, TriggerSource, Variables,
 };
 
 use crate::StoreError;
@@ -60,6 +60,49 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError>;
+
+    /// Records a job's end: its terminal `status` at `at_ms` and its `outputs`, in one write
+    /// that returns once durable. Otherwise like [`JobStore::set_status`].
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &Outputs,
+    ) -> Result<(), StoreError>;
+
+    /// The outputs a job recorded when it ended (none while it has not, or when its template
+    /// declares none); `None` when there is no such job.
+    async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, StoreError>;
+
+    /// Adds completion webhooks for a job that has ended to the outbox, due at once; returns
+    /// once they are durable.
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<crate::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Takes up to `limit` webhooks due at `now_ms`, oldest due first, each for one attempt:
+    /// until `now_ms + lease_ms` no other caller (no other node) takes it, so that a webhook is
+    /// attempted by one node at a time, and one whose attempt is never reported is due again.
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::Webhook>, StoreError>;
+
+    /// Records what came of an attempt on a claimed webhook, counting it.
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: crate::Attempted,
+    ) -> Result<(), StoreError>;
+
+    /// When the next waiting webhook is due (claimed ones included), if any is waiting.
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Hands log entries over for writing, in order. They become durable no later than the next
     /// awaited write returns; this returns once they are queued. A store bounds the bytes it

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::JobStatus;
 
 fn load(text: &str) -> Result<Template, TemplateError> {
     Template::from_toml("t".parse().unwrap(), text)
@@ -71,7 +72,7 @@ fn errors_name_line_and_column() {
     );
     check_err(
         "plan = ''\nbogus = 1\n",
-        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`, `servers`, `roles`, `environments`, `parallel_servers`",
+        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`, `servers`, `roles`, `environments`, `parallel_servers`, `outputs`, `notify`",
     );
     check_err(
         "plan = ''\napi_key = 'a'\napi_key_sha256 = 'b'\n",
@@ -305,4 +306,69 @@ fn targets_are_names_of_the_inventory() {
             .iter()
             .any(|m| m.starts_with("servers: ") && m.contains("-web"))
     );
+}
+
+#[test]
+fn reads_outputs_and_notify_tables() {
+    let t = load(
+        r#"
+plan = "set $Version = 1;"
+outputs = ["Version", "ArtifactUrl"]
+[[notify]]
+url = "http://hooks.example.com/holt?k=1"
+on = ["Error", "Succeeded"]
+secret_env = "HOLT_HOOK_KEY"
+[[notify]]
+url = "http://127.0.0.1:9000/"
+"#,
+    )
+    .unwrap();
+    let names: Vec<_> = t.outputs.iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["Version", "ArtifactUrl"]);
+    assert_eq!(t.notify.len(), 2);
+    assert_eq!(t.notify[0].on, [JobStatus::Error, JobStatus::Succeeded]);
+    assert_eq!(t.notify[0].secret_env.as_deref(), Some("HOLT_HOOK_KEY"));
+    assert_eq!(
+        t.notify[1].on,
+        [JobStatus::Succeeded, JobStatus::Warning, JobStatus::Error]
+    );
+    assert_eq!(t.notify[1].secret_env, None);
+}
+
+#[test]
+fn refuses_secret_built_in_and_repeated_outputs() {
+    check_err(
+        "plan = \"\"\noutputs = [\"Token\"]\n[variables.Token]\nsecret = true\n",
+        "2:12: output Token is a secret variable: a secret cannot be an output",
+    );
+    check_err(
+        "plan = \"\"\noutputs = [\"JobToken\"]\n",
+        "2:12: output JobToken is a built-in variable",
+    );
+    check_err(
+        "plan = \"\"\noutputs = [\"a\", \"A\"]\n",
+        "2:17: output A is declared twice (names ignore case)",
+    );
+    check_err(
+        "plan = \"\"\noutputs = [\"1a\"]\n",
+        "2:12: outputs: invalid variable name \"1a\": use up to 50 letters, digits, '_' or '-', starting with a letter",
+    );
+}
+
+#[test]
+fn refuses_bad_notify_tables() {
+    check_err(
+        "plan = \"\"\n[[notify]]\nurl = \"ftp://h/\"\n",
+        "3:7: notify: url must start with http://",
+    );
+    check_err(
+        "plan = \"\"\n[[notify]]\nurl = \"http://h/\"\non = [\"Pending\"]\n",
+        "4:7: notify: on must list Succeeded, Warning or Error, not \"Pending\"",
+    );
+    check_err(
+        "plan = \"\"\n[[notify]]\nurl = \"http://h/\"\nsecret_env = \"A-B\"\n",
+        "4:14: notify: secret_env must name an environment variable (letters, digits, _)",
+    );
+    let err = load("plan = \"\"\n[[notify]]\nurl = \"http://h/\"\nheaders = 1\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
 }

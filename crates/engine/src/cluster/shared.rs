@@ -89,6 +89,7 @@ impl Engine {
             match cluster.cancel(token, CANCELED_MESSAGE).await? {
                 CancelRequest::EndedPending => {
                     tracing::info!(job = %token, "pending job canceled");
+                    self.enqueue_webhooks_of(token).await;
                     return Ok(Canceled::Stopped(JobStatus::Error));
                 }
                 CancelRequest::AlreadyEnded(status) => return Ok(Canceled::AlreadyEnded(status)),

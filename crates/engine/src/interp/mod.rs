@@ -14,7 +14,7 @@ mod host;
 mod remote;
 mod servers;
 mod shell;
-mod value;
+pub(crate) mod value;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -103,9 +103,9 @@ pub(crate) struct Infra {
     pub(crate) mark: String,
 }
 
-/// Runs a plan to its end and returns the final execution state. `inventory` is the snapshot of
-/// the infrastructure taken when the job started; `place` the server the plan runs on, if it
-/// was targeted at one, and `scope` the log scope it runs in.
+/// Runs a plan to its end and returns the final execution state and global variables.
+/// `inventory` is the infrastructure's snapshot taken when the job started; `place` the server
+/// the plan runs on, if it was targeted at one, and `scope` the log scope it runs in.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     plan: &Plan,
@@ -117,7 +117,7 @@ pub(crate) async fn run(
     infra: Infra,
     place: Place,
     scope: ScopePath,
-) -> Result<ExecState, StoreError> {
+) -> Result<(ExecState, value::Globals), StoreError> {
     // The built-in variables answer before any job variable; one of their names reaching here
     // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
     let globals = variables
@@ -179,11 +179,12 @@ pub(crate) async fn run(
     // The end of a plan awaits everything still running.
     let flow = flow.and(ctx.await_tasks(None).await);
     ctx.shared.connections.close().await;
-    match flow {
-        Ok(()) | Err(Signal::Return | Signal::Break | Signal::Continue) => Ok(ctx.state),
-        Err(Signal::Raise { .. } | Signal::Fail | Signal::Stopped) => Ok(ExecState::Failing),
-        Err(Signal::Store(e)) => Err(e),
-    }
+    let state = match flow {
+        Ok(()) | Err(Signal::Return | Signal::Break | Signal::Continue) => ctx.state,
+        Err(Signal::Raise { .. } | Signal::Fail | Signal::Stopped) => ExecState::Failing,
+        Err(Signal::Store(e)) => return Err(e),
+    };
+    Ok((state, ctx.env.into_finals()))
 }
 
 /// What every part of a running job shares.

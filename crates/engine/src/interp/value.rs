@@ -74,6 +74,20 @@ pub(crate) fn key_of(var: &VarRef) -> Key {
     (var.sigil.as_char(), var.key())
 }
 
+/// A job's global variables, shared by its main line and its async blocks.
+pub(crate) type Globals = Arc<Mutex<HashMap<Key, Value>>>;
+
+/// The final value of a global variable named `name` (case ignored): `$name`, else `@name` or
+/// `%name` in their literal text form. `None` when none of them was set.
+pub(crate) fn final_value(globals: &Globals, name: &str) -> Option<String> {
+    let globals = globals.lock().expect("globals lock");
+    let key = name.to_ascii_lowercase();
+    ['$', '@', '%']
+        .into_iter()
+        .find_map(|sigil| globals.get(&(sigil, key.clone())))
+        .map(Value::to_string)
+}
+
 /// Variables visible to running code: block frames, innermost last, over the job's globals.
 ///
 /// Globals are shared by reference between the main line and its async blocks; frames are
@@ -135,6 +149,15 @@ impl Env {
             .lock()
             .expect("globals lock")
             .insert(key, value);
+    }
+
+    /// The variables as the plan left them at its end: the plan's own top-level frame (where a
+    /// plain `set` of a new variable puts it) over the job's globals.
+    pub(crate) fn into_finals(self) -> Globals {
+        if let Some(top) = self.frames.into_iter().next() {
+            self.globals.lock().expect("globals lock").extend(top);
+        }
+        self.globals
     }
 
     pub(crate) fn push(&mut self) {

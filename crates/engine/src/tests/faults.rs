@@ -40,6 +40,44 @@ impl JobStore for Faulty {
     ) -> Result<(), StoreError> {
         self.inner.set_status(token, status, at_ms).await
     }
+    async fn end_job(
+        &self,
+        token: JobToken,
+        status: JobStatus,
+        at_ms: i64,
+        outputs: &holt_domain::Outputs,
+    ) -> Result<(), StoreError> {
+        self.inner.end_job(token, status, at_ms, outputs).await
+    }
+    async fn outputs(&self, token: JobToken) -> Result<Option<holt_domain::Outputs>, StoreError> {
+        self.inner.outputs(token).await
+    }
+    async fn add_webhooks(
+        &self,
+        token: JobToken,
+        hooks: Vec<holt_storage::NewWebhook>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.add_webhooks(token, hooks, at_ms).await
+    }
+    async fn claim_webhooks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<holt_storage::Webhook>, StoreError> {
+        self.inner.claim_webhooks(now_ms, lease_ms, limit).await
+    }
+    async fn webhook_attempted(
+        &self,
+        id: i64,
+        attempted: holt_storage::Attempted,
+    ) -> Result<(), StoreError> {
+        self.inner.webhook_attempted(id, attempted).await
+    }
+    async fn next_webhook_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.inner.next_webhook_ms().await
+    }
     async fn append_logs(&self, token: JobToken, entries: Vec<LogEntry>) -> Result<(), StoreError> {
         assert!(
             !entries.iter().any(|e| e.text.contains("boom")),

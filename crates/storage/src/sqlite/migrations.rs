@@ -78,6 +78,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_template ON jobs (template, id);
     CREATE INDEX jobs_status ON jobs (status, id);
     CREATE INDEX jobs_template_status ON jobs (template, status, id);",
+    // 7: the outputs a job recorded when it ended, a JSON array of [name, value] pairs in
+    // declaration order (NULL: none); the webhook outbox: one row per completion webhook of an
+    // ended job, due at `next_ms` (also pushed forward while an attempt holds it), `done` 0
+    // waiting, 1 delivered, 2 given up.
+    "ALTER TABLE jobs ADD COLUMN outputs TEXT;
+    CREATE TABLE webhooks (
+        id         INTEGER PRIMARY KEY,
+        job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        url        TEXT    NOT NULL,
+        secret_env TEXT,
+        created_ms INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_ms    INTEGER NOT NULL,
+        done       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhooks_due ON webhooks (next_ms) WHERE done = 0;
+    CREATE INDEX webhooks_job ON webhooks (job_id);",
 ];
 
 /// The schema version this build writes.

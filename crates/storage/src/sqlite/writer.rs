@@ -27,6 +27,8 @@ pub(crate) enum Command {
         token: JobToken,
         status: JobStatus,
         at_ms: i64,
+        /// A terminal status's outputs, encoded (`backend::encode_outputs`).
+        outputs: Option<String>,
         ack: Ack<()>,
     },
     AppendLogs {
@@ -268,8 +270,15 @@ fn apply_batch(conn: &mut Connection, batch: &mut [Command]) -> Result<Vec<Outco
                 token,
                 status,
                 at_ms,
+                outputs,
                 ..
-            } => Outcome::Unit(step(update_status(&tx, *token, *status, *at_ms))?),
+            } => Outcome::Unit(step(update_status(
+                &tx,
+                *token,
+                *status,
+                *at_ms,
+                outputs.as_deref(),
+            ))?),
             // Written below, as chunks: one row per run of a job's entries in this batch.
             Command::AppendLogs { .. } => Outcome::None,
             Command::Run(_) => {
@@ -383,17 +392,22 @@ fn update_status(
     token: JobToken,
     status: JobStatus,
     at_ms: i64,
+    outputs: Option<&str>,
 ) -> Result<(), StoreError> {
-    let sql = if status == JobStatus::Executing {
-        "UPDATE jobs SET status = ?2, started_ms = ?3 WHERE id = ?1"
+    let id = token.id() as i64;
+    let changed = if status == JobStatus::Executing {
+        tx.prepare_cached("UPDATE jobs SET status = ?2, started_ms = ?3 WHERE id = ?1")?
+            .execute(params![id, status.code(), at_ms])?
     } else if status.is_terminal() {
-        "UPDATE jobs SET status = ?2, finished_ms = ?3 WHERE id = ?1"
+        // Outputs come only with a job's own end; an end recorded otherwise keeps none.
+        tx.prepare_cached(
+            "UPDATE jobs SET status = ?2, finished_ms = ?3, outputs = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, status.code(), at_ms, outputs])?
     } else {
-        "UPDATE jobs SET status = ?2 WHERE id = ?1"
+        tx.prepare_cached("UPDATE jobs SET status = ?2 WHERE id = ?1")?
+            .execute(params![id, status.code()])?
     };
-    let changed =
-        tx.prepare_cached(sql)?
-            .execute(params![token.id() as i64, status.code(), at_ms])?;
     if changed == 0 {
         return Err(StoreError::Corrupt(format!("no job {token}")));
     }
