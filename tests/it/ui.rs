@@ -64,8 +64,10 @@ description = "Release a version to a target"
 allow_api = true
 api_key = "release-key"
 allow_undeclared_variables = false
+outputs = ["Artifact"]
 plan = '''
 Log-Information "releasing $Version to $Target";
+set $Artifact = "app-$Version.tgz";
 if $Password == "hunter2-long-secret" { Log-Information "secret ok"; }
 Log-Information "masked: $Password";
 '''

@@ -200,6 +200,10 @@ const scenarios = {
     check(!triggers[0].url().includes(adminKey), 'the key is not in the URL');
     check(triggers[0].headers()['x-apikey'] === adminKey, 'the trigger carries the key');
     await page.locator('#job-status .status', { hasText: 'Succeeded' }).waitFor({ timeout: TIMEOUT });
+    // The template's declared output, once the job has ended.
+    await page.locator('#outputs tr', { hasText: 'app-1.2.3.tgz' }).waitFor({ timeout: TIMEOUT });
+    check((await page.locator('#outputs td').allTextContents()).join('|') === 'Artifact|app-1.2.3.tgz',
+      'the outputs table shows Artifact');
     console.log('TOKEN=' + page.url().split('/').pop());
   },
 
