@@ -78,6 +78,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_template ON jobs (template, id);
     CREATE INDEX jobs_status ON jobs (status, id);
     CREATE INDEX jobs_template_status ON jobs (template, status, id);",
+    // 4: the slots schedules fired, recorded in the transaction that admits their jobs: the key
+    // decides which node fires a slot. `job_id` is the job that stood for the slot, if any
+    // (retention may have deleted it since).
+    "CREATE TABLE schedule_firings (
+        template    TEXT   NOT NULL,
+        slot_ms     BIGINT NOT NULL,
+        recorded_ms BIGINT NOT NULL,
+        job_id      BIGINT,
+        PRIMARY KEY (template, slot_ms)
+    );",
 ];
 
 /// The schema version this build writes.

@@ -29,4 +29,7 @@ pub use cluster::{Admitted, CancelRequest, ClusterStore, Lease, Policy};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};
-pub use store::{Created, Idempotency, JobRecord, JobStore, NewJob, Recovery, RetentionRule};
+pub use store::{
+    Created, FIRING_HISTORY_MS, Firing, Idempotency, JobRecord, JobStore, NewJob, Recovery,
+    RetentionRule,
+};

@@ -78,6 +78,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_template ON jobs (template, id);
     CREATE INDEX jobs_status ON jobs (status, id);
     CREATE INDEX jobs_template_status ON jobs (template, status, id);",
+    // 7: the slots schedules fired, recorded before (or with) their jobs: the key decides that
+    // a slot fires once. `job_id` is the job that stood for the slot, if any (retention may
+    // have deleted it since).
+    "CREATE TABLE schedule_firings (
+        template    TEXT    NOT NULL,
+        slot_ms     INTEGER NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        job_id      INTEGER,
+        PRIMARY KEY (template, slot_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
