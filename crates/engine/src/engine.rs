@@ -86,6 +86,8 @@ pub(crate) struct Inner {
     /// The mark this process's job processes carry (see `process::INSTANCE_ENV`): the store's
     /// instance id, and the node's name when the store is shared.
     pub(crate) mark: String,
+    /// The scheduled templates' tasks and counters.
+    pub(crate) schedules: crate::schedule::Schedules,
 }
 
 impl Engine {
@@ -150,6 +152,7 @@ impl Engine {
                 background: CancellationToken::new(),
                 node,
                 mark,
+                schedules: Default::default(),
             }),
         };
         for record in recovery.map(|r| r.pending).unwrap_or_default() {
@@ -160,6 +163,7 @@ impl Engine {
         }
         engine.dispatch();
         engine.start_retention();
+        engine.follow_schedules(true);
         Ok(engine)
     }
 
@@ -174,6 +178,7 @@ impl Engine {
         *lock(&self.inner.templates) = Arc::new(templates);
         // A template's new limit may let waiting jobs start.
         self.dispatch();
+        self.follow_schedules(false);
     }
 
     /// The credentials servers are reached with, as loaded now.
@@ -249,6 +254,7 @@ impl Engine {
         );
         let _ = writeln!(out, "holt_queue_depth {depth}");
         self.inner.metrics.render(out);
+        self.render_schedule_metrics(out);
     }
 
     /// Records a new job from `template` with the trigger's `variables` laid over the

@@ -22,6 +22,7 @@ mod process;
 mod queue;
 mod retention;
 mod run;
+mod schedule;
 mod secrets;
 mod ssh;
 mod sync;
@@ -29,6 +30,7 @@ mod sync;
 mod tests;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
+pub use clock::Clock;
 pub use config::{EngineConfig, MAX_DURATION};
 pub use engine::{Canceled, Engine, INTERRUPTED_MESSAGE, Triggered};
 pub use error::EngineError;

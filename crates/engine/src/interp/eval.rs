@@ -350,6 +350,10 @@ impl Ctx {
                 arity(0)?;
                 Value::Scalar(self.shared.token.to_string())
             }
+            (Sigil::Scalar, "scheduledfor") => {
+                arity(0)?;
+                Value::Scalar(self.shared.scheduled_for.clone())
+            }
             (Sigil::Scalar, "servername") => {
                 arity(0)?;
                 Value::Scalar(self.server_name())

@@ -147,6 +147,8 @@ pub(crate) async fn run(
         })
         .collect();
     let instance = infra.mark.clone();
+    // Set by the scheduler alone (triggers and templates cannot give a built-in variable).
+    let scheduled_for = variables.get("ScheduledFor").unwrap_or_default().to_owned();
     let mut ctx = Ctx {
         shared: Arc::new(Shared {
             token,
@@ -155,6 +157,7 @@ pub(crate) async fn run(
             locks: Mutex::new(HashMap::new()),
             kill_grace,
             instance,
+            scheduled_for,
             steps: AtomicU64::new(0),
             async_blocks: AtomicUsize::new(0),
             inventory: infra.inventory.clone(),
@@ -199,6 +202,8 @@ struct Shared {
     kill_grace: Duration,
     /// The store's instance id, marked on every process.
     instance: String,
+    /// The slot a scheduled job was created for (RFC 3339); empty for any other job.
+    scheduled_for: String,
     /// The evaluation steps taken so far by every line of the job; see [`MAX_JOB_STEPS`].
     steps: AtomicU64,
     /// The async blocks started and not yet finished; see [`MAX_ASYNC_BLOCKS`].
