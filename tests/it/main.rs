@@ -24,6 +24,7 @@ mod postgres;
 mod protocol;
 mod reliability;
 mod remote;
+mod schedules;
 mod soak;
 mod ssh;
 mod targets;

@@ -116,6 +116,8 @@ impl Engine {
             if running.contains_key(&template.name) {
                 continue;
             }
+            // Counted from the start, so that /metrics shows the template's counters at 0.
+            self.inner.schedules.count(&template.name, 0, 0);
             let stop = self.inner.background.child_token();
             running.insert(
                 template.name.clone(),
