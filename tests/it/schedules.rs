@@ -370,6 +370,15 @@ async fn the_example_nightly_report_runs_on_its_schedule() {
     );
     assert!(log.contains("Filesystem"), "{log}");
     assert!(log.contains("load average"), "{log}");
+    // The operators' listing of templates shows the schedule.
+    let reply = holtd
+        .request("GET", "/api/templates/list", &[("x-apikey", ADMIN)], "")
+        .await;
+    let page = json(&reply.body);
+    assert_eq!(
+        page["templates"][0]["schedule"],
+        serde_json::json!({"cron": "* * * * * *", "timezone": "Europe/Berlin", "missed": "run_once"})
+    );
 }
 
 /// The first job the listing shows for the example.

@@ -183,3 +183,30 @@ fn zones_are_shown_by_their_iana_name_and_utc_is_the_default() {
     assert_ne!(berlin, schedule("@daily", "UTC"));
     assert_eq!(berlin, schedule("@daily", "Europe/Berlin"));
 }
+
+#[test]
+fn day_of_month_and_day_of_week_match_either_and_extensions_work() {
+    // 2026-12-28 is a Monday; 2027-01-01 a Friday.
+    check(
+        "0 0 1 * MON",
+        "UTC",
+        "2026-12-27T12:00:00Z",
+        &[
+            "2026-12-28T00:00:00+00:00",
+            "2027-01-01T00:00:00+00:00",
+            "2027-01-04T00:00:00+00:00",
+        ],
+    );
+    check(
+        "0 0 L * *",
+        "UTC",
+        "2026-02-01T00:00:00Z",
+        &["2026-02-28T00:00:00+00:00"],
+    );
+    check(
+        "0 0 * * FRI#2",
+        "UTC",
+        "2026-12-01T00:00:00Z",
+        &["2026-12-11T00:00:00+00:00"],
+    );
+}

@@ -119,10 +119,11 @@ pub(crate) async fn run(
     scope: ScopePath,
 ) -> Result<ExecState, StoreError> {
     // The built-in variables answer before any job variable; one of their names reaching here
-    // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
+    // (the trigger and template checks refuse them) is dropped so it cannot shadow anything,
+    // but for `ScheduledFor`, which only the scheduler sets and its built-in answers from.
     let globals = variables
         .iter()
-        .filter(|(name, _)| !name.is_built_in())
+        .filter(|(name, _)| !name.is_built_in() || name.key() == "scheduledfor")
         .map(|(name, value)| {
             (
                 ('$', name.key().to_owned()),
@@ -147,8 +148,6 @@ pub(crate) async fn run(
         })
         .collect();
     let instance = infra.mark.clone();
-    // Set by the scheduler alone (triggers and templates cannot give a built-in variable).
-    let scheduled_for = variables.get("ScheduledFor").unwrap_or_default().to_owned();
     let mut ctx = Ctx {
         shared: Arc::new(Shared {
             token,
@@ -157,7 +156,6 @@ pub(crate) async fn run(
             locks: Mutex::new(HashMap::new()),
             kill_grace,
             instance,
-            scheduled_for,
             steps: AtomicU64::new(0),
             async_blocks: AtomicUsize::new(0),
             inventory: infra.inventory.clone(),
@@ -202,8 +200,6 @@ struct Shared {
     kill_grace: Duration,
     /// The store's instance id, marked on every process.
     instance: String,
-    /// The slot a scheduled job was created for (RFC 3339); empty for any other job.
-    scheduled_for: String,
     /// The evaluation steps taken so far by every line of the job; see [`MAX_JOB_STEPS`].
     steps: AtomicU64,
     /// The async blocks started and not yet finished; see [`MAX_ASYNC_BLOCKS`].

@@ -74,6 +74,14 @@ async fn slots_fire_as_jobs_that_see_scheduled_for() {
                 .contains("INFO: for 2026-12-01T22:00:")
         );
     }
+    // A job made by a trigger has the variable empty.
+    let triggered = trigger(&engine, "tick").await.token();
+    assert_eq!(ended(&engine, triggered).await, JobStatus::Succeeded);
+    let log = log_text(&engine, triggered).await;
+    assert!(
+        log.contains("INFO: for \nINFO: Job succeeded.\n"),
+        "{log:?}"
+    );
     let mut metrics = String::new();
     engine.render_metrics(&mut metrics).await;
     assert!(metrics.contains("holt_schedule_firings_total{template=\"tick\"} "));
