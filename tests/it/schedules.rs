@@ -401,3 +401,28 @@ async fn until_listed(holtd: &Holtd) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn sighup_starts_and_stops_a_schedule() {
+    let holtd = start(
+        &[("tick", "plan = 'Log-Information \"slot $ScheduledFor\";'\n")],
+        &[],
+    )
+    .await;
+    holtd.write_template("tick", EVERY_SECOND);
+    holtd.signal("HUP");
+    let reloaded = now_ms();
+    let jobs = at_least(&holtd, "tick", 2).await;
+    assert!(jobs.iter().all(|j| ms(&j.slot) > reloaded), "{jobs:?}");
+    // Without its schedule the template is triggered by nobody.
+    holtd.write_template("tick", "plan = 'Log-Information \"slot $ScheduledFor\";'\n");
+    holtd.signal("HUP");
+    let deadline = Instant::now() + PATIENCE;
+    while !holtd.server_log().contains("schedule stopped") {
+        assert!(Instant::now() < deadline, "{}", holtd.server_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped = scheduled(&holtd, "tick").await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(scheduled(&holtd, "tick").await.len(), stopped);
+}
