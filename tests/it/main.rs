@@ -25,6 +25,7 @@ mod postgres;
 mod protocol;
 mod reliability;
 mod remote;
+mod schedules;
 mod soak;
 mod ssh;
 mod targets;

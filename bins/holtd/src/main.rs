@@ -257,6 +257,7 @@ fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode 
     let catalog = match load_templates(dir) {
         Ok(catalog) => {
             println!("{}: {} templates OK", dir.display(), catalog.len());
+            print_schedules(&catalog);
             Some(catalog)
         }
         Err(e) => {
@@ -313,6 +314,30 @@ fn check(dir: &Path, credentials: Option<&Path>, db: Option<&Path>) -> ExitCode 
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Each scheduled template's schedule and its next three slots, in name order.
+fn print_schedules(catalog: &TemplateCatalog) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut scheduled: Vec<_> = catalog
+        .iter()
+        .filter_map(|t| Some((t.name.as_str(), t.schedule.as_ref()?)))
+        .collect();
+    scheduled.sort_by_key(|(name, _)| *name);
+    for (name, schedule) in scheduled {
+        let next: Vec<String> = schedule
+            .upcoming(now, 3)
+            .into_iter()
+            .map(|slot| schedule.format(slot))
+            .collect();
+        println!(
+            "{name}: schedule {schedule}, missed = {}; next {}",
+            schedule.missed().as_str(),
+            next.join(", ")
+        );
     }
 }
 

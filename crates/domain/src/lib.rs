@@ -4,7 +4,8 @@
 //!
 //! This crate does no I/O: no files, no clock, no network, no async runtime. It may depend on
 //! `holt-plan` (a template carries its parsed plan) and on small pure libraries (serde, toml,
-//! sha2, subtle); it must never depend on tokio, hyper or rusqlite. Callers pass in the time.
+//! sha2, subtle, and croner and jiff for schedules, with jiff's time zone database compiled in);
+//! it must never depend on tokio, hyper or rusqlite. Callers pass in the time.
 
 mod credentials;
 mod error;
@@ -14,6 +15,7 @@ mod key;
 mod log;
 mod name;
 mod outputs;
+mod schedule;
 mod status;
 mod template;
 mod token;
@@ -34,6 +36,7 @@ pub use log::{
 };
 pub use name::TemplateName;
 pub use outputs::{Notify, Outputs, is_env_name, push_json_string, shown_url, url_problem};
+pub use schedule::{Due, MAX_SCHEDULE_LEN, Missed, SCHEDULE_SHORTHANDS, Schedule};
 pub use status::JobStatus;
 pub use template::{
     OnLimit, Targets, Template, TemplateCatalog, TemplateDiagnostic, TemplateError, VariableDecl,

@@ -45,6 +45,8 @@ pub struct Template {
     pub outputs: Vec<VarName>,
     /// The completion webhooks sent when a job ends.
     pub notify: Vec<crate::Notify>,
+    /// When the server triggers the template by itself, if ever.
+    pub schedule: Option<crate::Schedule>,
     /// Where the plan's first character is in the file, as (line, column).
     plan_origin: (u32, u32),
 }
@@ -361,6 +363,7 @@ impl Template {
             roles: names("roles", &file.roles),
             environments: names("environments", &file.environments),
         };
+        let schedule = schedule_of(text, &file, &variables, &mut errors);
 
         let outputs = ends::read_outputs(text, &file.outputs, &variables, &mut errors);
         let notify = ends::read_notify(text, &file.notify, &mut errors);
@@ -381,6 +384,7 @@ impl Template {
                 retain_days: file.retain_days,
                 targets,
                 parallel_servers: file.parallel_servers.unwrap_or(1),
+                schedule,
                 plan_origin,
                 outputs,
                 notify,
@@ -488,6 +492,66 @@ struct TemplateFile {
     outputs: Vec<Spanned<String>>,
     #[serde(default)]
     notify: Vec<Spanned<ends::NotifySpec>>,
+    schedule: Option<Spanned<String>>,
+    schedule_timezone: Option<Spanned<String>>,
+    missed: Option<Spanned<crate::Missed>>,
+}
+
+/// The template's schedule, if it has one; problems go to `errors`. A scheduled job gets no
+/// variables from a trigger, so every required variable needs a default.
+fn schedule_of(
+    text: &str,
+    file: &TemplateFile,
+    variables: &[VariableDecl],
+    errors: &mut Vec<TemplateDiagnostic>,
+) -> Option<crate::Schedule> {
+    let Some(expression) = &file.schedule else {
+        for (key, span) in [
+            (
+                "schedule_timezone",
+                file.schedule_timezone.as_ref().map(|z| z.span()),
+            ),
+            ("missed", file.missed.as_ref().map(|m| m.span())),
+        ] {
+            if let Some(span) = span {
+                errors.push(diag(text, span, format!("{key} needs a schedule")));
+            }
+        }
+        return None;
+    };
+    for decl in variables {
+        if decl.required && decl.default.is_none() {
+            errors.push(diag(
+                text,
+                expression.span(),
+                format!(
+                    "variable {} is required but has no default, and a scheduled job gets no variables",
+                    decl.name
+                ),
+            ));
+        }
+    }
+    let missed = file
+        .missed
+        .as_ref()
+        .map(|m| *m.get_ref())
+        .unwrap_or_default();
+    let zone = file.schedule_timezone.as_ref();
+    match crate::Schedule::new(
+        expression.get_ref(),
+        zone.map(|z| z.get_ref().as_str()),
+        missed,
+    ) {
+        Ok(schedule) => Some(schedule),
+        Err(message) => {
+            let span = match zone {
+                Some(zone) if message.starts_with("schedule_timezone") => zone.span(),
+                _ => expression.span(),
+            };
+            errors.push(diag(text, span, message));
+            None
+        }
+    }
 }
 
 fn yes() -> bool {

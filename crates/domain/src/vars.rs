@@ -15,6 +15,7 @@ pub const BUILT_IN_VARIABLES: &[&str] = &[
     "ServerName",
     "RoleName",
     "EnvironmentName",
+    "ScheduledFor",
 ];
 
 /// Whether a scalar variable name (in any case) is one of [`BUILT_IN_VARIABLES`].

@@ -43,6 +43,8 @@ pub struct EngineConfig {
     /// stops renewing is taken for dead this long after its last renewal, and its jobs are
     /// settled by the others.
     pub node_lease: Duration,
+    /// The wall clock schedules are read by: the system's, or a test's.
+    pub clock: crate::Clock,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +66,7 @@ impl Default for EngineConfig {
             secrets_key: crate::secrets::SecretsKey::default(),
             node_name: None,
             node_lease: Duration::from_secs(5),
+            clock: crate::Clock::System,
         }
     }
 }

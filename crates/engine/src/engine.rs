@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     pub(crate) mark: String,
     /// Wakes the webhook delivery loop when a webhook is added.
     pub(crate) webhook_wake: tokio::sync::Notify,
+    /// The scheduled templates' tasks and counters.
+    pub(crate) schedules: crate::schedule::Schedules,
 }
 
 impl Engine {
@@ -153,6 +155,7 @@ impl Engine {
                 node,
                 mark,
                 webhook_wake: tokio::sync::Notify::new(),
+                schedules: Default::default(),
             }),
         };
         let recovery = recovery.unwrap_or_default();
@@ -167,6 +170,7 @@ impl Engine {
         }
         engine.dispatch();
         engine.start_retention();
+        engine.follow_schedules(true);
         Ok(engine)
     }
 
@@ -181,6 +185,7 @@ impl Engine {
         *lock(&self.inner.templates) = Arc::new(templates);
         // A template's new limit may let waiting jobs start.
         self.dispatch();
+        self.follow_schedules(false);
     }
 
     /// The credentials servers are reached with, as loaded now.
@@ -256,6 +261,7 @@ impl Engine {
         );
         let _ = writeln!(out, "holt_queue_depth {depth}");
         self.inner.metrics.render(out);
+        self.render_schedule_metrics(out);
     }
 
     /// Records a new job from `template` with the trigger's `variables` laid over the

@@ -3,7 +3,8 @@
 //! interpreter, its log entries go to the store's batching writer in logged order, and its
 //! terminal status is recorded only after every one of its entries, so a client that sees a
 //! terminal status always gets the whole log. On start the engine recovers what a previous
-//! process left: interrupted jobs become `Error`, pending jobs run.
+//! process left: interrupted jobs become `Error`, pending jobs run. Templates with a schedule
+//! are triggered by the engine itself at each slot, each slot once (the store records it).
 //!
 //! The engine holds `Arc<dyn JobStore>`, never a concrete store. It may depend on `holt-domain`,
 //! `holt-plan`, `holt-storage` (for the traits) and tokio; it must not depend on the HTTP layer.
@@ -24,6 +25,7 @@ mod process;
 mod queue;
 mod retention;
 mod run;
+mod schedule;
 mod secrets;
 mod ssh;
 mod sync;
@@ -32,6 +34,7 @@ mod tests;
 mod webhooks;
 
 pub use check::{OPERATIONS, OperationSpec, check_plan, check_template};
+pub use clock::Clock;
 pub use config::{EngineConfig, MAX_DURATION};
 pub use engine::{Canceled, Engine, INTERRUPTED_MESSAGE, Triggered};
 pub use error::EngineError;

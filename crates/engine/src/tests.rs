@@ -208,3 +208,4 @@ async fn the_pending_limit_is_exact_under_a_burst() {
 
 mod faults;
 mod lifecycle;
+mod schedules;

@@ -208,6 +208,11 @@ fn template_json(template: &Template) -> Value {
         "allow_undeclared_variables": template.allow_undeclared_variables,
         "max_concurrent": template.max_concurrent,
         "timeout_seconds": template.timeout.map(|t| t.as_secs()),
+        "schedule": template.schedule.as_ref().map(|s| json!({
+            "cron": s.expression(),
+            "timezone": s.zone(),
+            "missed": s.missed().as_str(),
+        })),
     })
 }
 

@@ -51,6 +51,15 @@ const EXECUTING: i16 = 1;
 /// Milliseconds since the epoch, by the database's clock.
 const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
+/// Takes the queue's lock, held to the transaction's end.
+pub(crate) async fn lock_queue(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, $2)")
+        .await?;
+    tx.execute(&lock, &[&LOCK_CLASS, &QUEUE_LOCK]).await?;
+    Ok(())
+}
+
 /// Takes a template's lock, by its name's hash (two names sharing a hash share a lock, which
 /// costs only waiting).
 async fn lock_template(tx: &Transaction<'_>, template: &str) -> Result<(), tokio_postgres::Error> {
@@ -357,6 +366,16 @@ impl ClusterStore for PgStore {
             })
         })
         .await
+    }
+
+    async fn admit_scheduled(
+        &self,
+        firing: &holt_storage::Firing,
+        job: NewJob,
+        policy: &Policy,
+    ) -> Result<Option<Admitted>, StoreError> {
+        self.fire(firing, crate::schedules::Fire::Admit(job, policy.clone()))
+            .await
     }
 
     async fn admit(

@@ -41,6 +41,7 @@ mod infra;
 mod listener;
 mod migrations;
 mod outbox;
+mod schedules;
 #[cfg(any(test, feature = "scratch"))]
 pub mod scratch;
 mod writer;
@@ -613,6 +614,46 @@ impl JobStore for PgStore {
             ack,
         })
         .await
+    }
+
+    async fn last_firing(&self, template: &TemplateName) -> Result<Option<i64>, StoreError> {
+        self.latest_firing(template).await
+    }
+
+    async fn create_scheduled_job(
+        &self,
+        firing: &holt_storage::Firing,
+        job: NewJob,
+    ) -> Result<Option<JobToken>, StoreError> {
+        Ok(
+            match self.fire(firing, schedules::Fire::Create(job)).await? {
+                Some(admitted) => Some(admitted_token(admitted)?),
+                None => None,
+            },
+        )
+    }
+
+    async fn record_firing(
+        &self,
+        firing: &holt_storage::Firing,
+        existing: Option<JobToken>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .fire(firing, schedules::Fire::Record(existing))
+            .await?
+            .is_some())
+    }
+}
+
+/// The job a firing on a store of one node created.
+fn admitted_token(admitted: holt_storage::Admitted) -> Result<JobToken, StoreError> {
+    match admitted {
+        holt_storage::Admitted::Created(token) | holt_storage::Admitted::Existing(token) => {
+            Ok(token)
+        }
+        other => Err(StoreError::Corrupt(format!(
+            "a scheduled job was not created: {other:?}"
+        ))),
     }
 }
 

@@ -95,6 +95,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhooks_due ON webhooks (next_ms) WHERE done = 0;
     CREATE INDEX webhooks_job ON webhooks (job_id);",
+    // 5: the slots schedules fired, recorded in the transaction that admits their jobs: the key
+    // decides which node fires a slot. `job_id` is the job that stood for the slot, if any
+    // (retention may have deleted it since).
+    "CREATE TABLE schedule_firings (
+        template    TEXT   NOT NULL,
+        slot_ms     BIGINT NOT NULL,
+        recorded_ms BIGINT NOT NULL,
+        job_id      BIGINT,
+        PRIMARY KEY (template, slot_ms)
+    );",
 ];
 
 /// The schema version this build writes.

@@ -658,3 +658,104 @@ async fn listing_pages_are_read_from_an_index_on_postgres() {
         assert!(!plan.contains("Seq Scan"), "{tail}:\n{plan}");
     }
 }
+
+/// Two nodes firing the same slots at once, through the cluster's admission: each slot gets
+/// exactly one answer, one job and one firing row, and nobody's batch fails for the race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_fires_once_across_two_stores() {
+    let (db, a) = scratch_store().await;
+    let b = PgStore::connect(db.url(), &PgConfig::default())
+        .await
+        .unwrap();
+    let policy = holt_storage::Policy {
+        max_concurrent: None,
+        on_limit: holt_domain::OnLimit::Queue,
+        max_pending: 1000,
+    };
+    let rounds = 6;
+    for round in 0..rounds {
+        let firing = holt_storage::Firing {
+            template: "nightly".parse().unwrap(),
+            slot_ms: 1_800_000_000_000 + round * 1000,
+            at_ms: 1_800_000_000_000 + round * 1000,
+        };
+        let mut calls = Vec::new();
+        for i in 0..16 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (firing, policy) = (firing.clone(), policy.clone());
+            calls.push(tokio::spawn(async move {
+                let cluster = store.cluster().unwrap();
+                cluster
+                    .admit_scheduled(&firing, job("nightly"), &policy)
+                    .await
+            }));
+        }
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap().unwrap());
+        }
+        let won: Vec<_> = answers.iter().flatten().collect();
+        assert_eq!(won.len(), 1, "round {round}: {answers:?}");
+        assert!(matches!(won[0], holt_storage::Admitted::Created(_)));
+    }
+    let client = admin_client(db.url()).await;
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM jobs WHERE source = 2").await,
+        rounds
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM schedule_firings WHERE job_id IS NOT NULL").await,
+        rounds
+    );
+    assert_eq!(
+        a.last_firing(&"nightly".parse().unwrap()).await.unwrap(),
+        Some(1_800_000_000_000 + (rounds - 1) * 1000)
+    );
+}
+
+/// A firing the policy refuses is still the slot's firing: recorded, and no other node fires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_firing_is_recorded_once() {
+    let (db, a) = scratch_store().await;
+    let b = PgStore::connect(db.url(), &PgConfig::default())
+        .await
+        .unwrap();
+    let full = holt_storage::Policy {
+        max_concurrent: None,
+        on_limit: holt_domain::OnLimit::Queue,
+        max_pending: 0,
+    };
+    let firing = holt_storage::Firing {
+        template: "nightly".parse().unwrap(),
+        slot_ms: 1_800_000_000_000,
+        at_ms: 1_800_000_000_000,
+    };
+    let first = a
+        .cluster()
+        .unwrap()
+        .admit_scheduled(&firing, job("nightly"), &full);
+    assert_eq!(
+        first.await.unwrap(),
+        Some(holt_storage::Admitted::QueueFull)
+    );
+    let roomy = holt_storage::Policy {
+        max_pending: 10,
+        ..full
+    };
+    let second = b
+        .cluster()
+        .unwrap()
+        .admit_scheduled(&firing, job("nightly"), &roomy);
+    assert_eq!(second.await.unwrap(), None);
+    let client = admin_client(db.url()).await;
+    let jobs: i64 = client
+        .query_one("SELECT count(*) FROM jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0);
+}

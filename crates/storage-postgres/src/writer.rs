@@ -10,7 +10,9 @@ use std::time::Duration;
 use deadpool_postgres::{Object, Pool, Transaction};
 use holt_domain::{InfraChange, Inventory, JobStatus, JobToken, LogEntry, TriggerSource};
 use holt_storage::backend::{encode_variables, pack, runs};
-use holt_storage::{Admitted, Created, NewJob, Policy, Recovery, RetentionRule, StoreError};
+use holt_storage::{
+    Admitted, Created, Firing, NewJob, Policy, Recovery, RetentionRule, StoreError,
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::committed::{Committed, Event, payloads};
@@ -72,6 +74,12 @@ pub(crate) enum Command {
         source: TriggerSource,
         ack: Ack<Admitted>,
     },
+    /// A schedule's slot: its firing's row and what it produced (see `schedules::apply`).
+    Fire {
+        firing: Firing,
+        fire: crate::schedules::Fire,
+        ack: Ack<Option<Admitted>>,
+    },
 }
 
 /// What a command produced inside the transaction, answered once the commit's fate is known.
@@ -82,6 +90,7 @@ enum Outcome {
     Inventory(Result<Inventory, StoreError>),
     Recovery(Result<Recovery, StoreError>),
     Admitted(Result<Admitted, StoreError>),
+    Fired(Result<Option<Admitted>, StoreError>),
     None,
 }
 
@@ -97,6 +106,7 @@ impl Command {
             (Command::ChangeInventory { ack, .. }, Outcome::Inventory(r)) => drop(ack.send(r)),
             (Command::Recover { ack, .. }, Outcome::Recovery(r)) => drop(ack.send(r)),
             (Command::Admit { ack, .. }, Outcome::Admitted(r)) => drop(ack.send(r)),
+            (Command::Fire { ack, .. }, Outcome::Fired(r)) => drop(ack.send(r)),
             _ => {}
         }
     }
@@ -112,6 +122,7 @@ impl Command {
             Command::ChangeInventory { .. } => Outcome::Inventory(Err(e)),
             Command::Recover { .. } => Outcome::Recovery(Err(e)),
             Command::Admit { .. } => Outcome::Admitted(Err(e)),
+            Command::Fire { .. } => Outcome::Fired(Err(e)),
             Command::AppendLogs { .. } => Outcome::None,
         }
     }
@@ -130,6 +141,7 @@ impl Command {
             Command::ChangeInventory { ack, .. } => drop(ack.send(Err(e()))),
             Command::Recover { ack, .. } => drop(ack.send(Err(e()))),
             Command::Admit { ack, .. } => drop(ack.send(Err(e()))),
+            Command::Fire { ack, .. } => drop(ack.send(Err(e()))),
             command @ (Command::SetStatus { .. } | Command::AppendLogs { .. }) => {
                 return Some(command);
             }
@@ -204,6 +216,9 @@ pub(crate) async fn run(
                     let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
                 }
                 (Some(reason), Command::Admit { ack, .. }) => {
+                    let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                (Some(reason), Command::Fire { ack, .. }) => {
                     let _ = ack.send(Err(StoreError::Unavailable(reason.clone())));
                 }
                 (_, command) => batch.push(command),
@@ -439,6 +454,9 @@ async fn apply(
                 events.push(Event::Created { token });
             }
             Outcome::Admitted(admitted)
+        }
+        Command::Fire { firing, fire, .. } => {
+            Outcome::Fired(crate::schedules::apply(tx, firing, fire, events, queue).await?)
         }
     })
 }

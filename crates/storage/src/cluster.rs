@@ -146,4 +146,16 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
 
     /// Jobs pending in the whole cluster.
     async fn pending(&self) -> Result<usize, StoreError>;
+
+    /// A schedule's trigger: records that `firing`'s slot fired and admits `job` as
+    /// [`ClusterStore::admit`] would (triggered by `schedule`), in one transaction. `None`,
+    /// with nothing written, when the slot was fired already, by this node or another: of
+    /// several nodes firing one slot, exactly one gets an answer. Whatever admission decides
+    /// (a refusal included) is recorded as the slot's firing.
+    async fn admit_scheduled(
+        &self,
+        firing: &crate::Firing,
+        job: NewJob,
+        policy: &Policy,
+    ) -> Result<Option<Admitted>, StoreError>;
 }

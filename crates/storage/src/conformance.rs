@@ -34,6 +34,8 @@ macro_rules! conformance_tests {
             listing,
             outputs_are_recorded_with_the_end,
             webhooks_are_claimed_once_and_retried,
+            schedule_firings,
+            a_slot_fires_once_among_concurrent_firings,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -947,6 +949,143 @@ pub async fn webhooks_are_claimed_once_and_retried(store: Arc<dyn JobStore>) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+fn firing(template: &str, slot_ms: i64) -> crate::Firing {
+    crate::Firing {
+        template: template.parse().unwrap(),
+        slot_ms,
+        at_ms: slot_ms + 5,
+    }
+}
+
+/// A firing and its job are recorded together; a slot at or before the newest recorded one
+/// never fires again, with or without a job; firings of one template leave another's alone.
+pub async fn schedule_firings(store: Arc<dyn JobStore>) {
+    let nightly: holt_domain::TemplateName = "nightly".parse().unwrap();
+    assert_eq!(store.last_firing(&nightly).await.unwrap(), None);
+    let hour = 3_600_000;
+    let first = 1_800_000_000_000;
+    let token = store
+        .create_scheduled_job(
+            &firing("nightly", first),
+            new_job("nightly", &[("ScheduledFor", "x")]),
+        )
+        .await
+        .unwrap()
+        .expect("a first firing creates its job");
+    let job = store.job(token).await.unwrap().unwrap();
+    assert_eq!(job.source, TriggerSource::Schedule);
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.template, nightly);
+    assert_eq!(job.variables.get("scheduledfor"), Some("x"));
+    assert_eq!(store.last_firing(&nightly).await.unwrap(), Some(first));
+    // The same slot again, or an earlier one: nothing is written.
+    for slot in [first, first - hour] {
+        assert_eq!(
+            store
+                .create_scheduled_job(&firing("nightly", slot), new_job("nightly", &[]))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            !store
+                .record_firing(&firing("nightly", slot), None)
+                .await
+                .unwrap()
+        );
+    }
+    let filter = JobFilter {
+        template: Some(nightly.clone()),
+        status: None,
+        before: None,
+        limit: 10,
+    };
+    let listed = store.list_jobs(&filter).await.unwrap();
+    assert_eq!(listed.len(), 1, "a refused firing created a job");
+    // A refused slot (the policy said no) is recorded without a job and still counts.
+    assert!(
+        store
+            .record_firing(&firing("nightly", first + hour), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.last_firing(&nightly).await.unwrap(),
+        Some(first + hour)
+    );
+    assert_eq!(
+        store
+            .create_scheduled_job(&firing("nightly", first + hour), new_job("nightly", &[]))
+            .await
+            .unwrap(),
+        None
+    );
+    // An existing job standing for a slot.
+    assert!(
+        store
+            .record_firing(&firing("nightly", first + 2 * hour), Some(token))
+            .await
+            .unwrap()
+    );
+    // Another template has slots of its own.
+    let other: holt_domain::TemplateName = "other".parse().unwrap();
+    assert_eq!(store.last_firing(&other).await.unwrap(), None);
+    assert!(
+        store
+            .create_scheduled_job(&firing("other", first), new_job("other", &[]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Far later slots still fire, and forget the old ones without losing the newest.
+    let later = first + 3 * crate::FIRING_HISTORY_MS;
+    assert!(
+        store
+            .record_firing(&firing("nightly", later), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.last_firing(&nightly).await.unwrap(), Some(later));
+    assert!(
+        !store
+            .record_firing(&firing("nightly", first + 3 * hour), None)
+            .await
+            .unwrap()
+    );
+}
+
+/// Of many concurrent firings of one slot, exactly one creates a job.
+pub async fn a_slot_fires_once_among_concurrent_firings(store: Arc<dyn JobStore>) {
+    let slot = 1_800_000_000_000;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .create_scheduled_job(&firing("every", slot), new_job("every", &[]))
+                    .await
+                    .unwrap()
+                    .is_some()
+            } else {
+                store
+                    .record_firing(&firing("every", slot), None)
+                    .await
+                    .unwrap()
+            }
+        }));
+    }
+    let mut fired = 0;
+    for task in tasks {
+        fired += usize::from(task.await.unwrap());
+    }
+    assert_eq!(fired, 1);
+    assert_eq!(
+        store.last_firing(&"every".parse().unwrap()).await.unwrap(),
+        Some(slot)
     );
 }
 

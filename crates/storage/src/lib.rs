@@ -31,4 +31,7 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use outbox::{Attempted, NewWebhook, Webhook};
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};
-pub use store::{Created, Idempotency, JobRecord, JobStore, NewJob, Recovery, RetentionRule};
+pub use store::{
+    Created, FIRING_HISTORY_MS, Firing, Idempotency, JobRecord, JobStore, NewJob, Recovery,
+    RetentionRule,
+};

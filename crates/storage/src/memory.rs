@@ -11,7 +11,7 @@ use holt_domain::{
     TemplateName, TriggerSource,
 };
 
-use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
+use crate::{Created, Firing, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError};
 
 /// A `JobStore` held entirely in memory, with the same rules as the SQLite store: for the
 /// engine's unit tests and for programs that embed the engine and need no record beyond the
@@ -39,6 +39,8 @@ struct State {
     watchers: HashMap<JobToken, tokio::sync::watch::Sender<u64>>,
     /// The webhook outbox, by id - 1: each webhook and, while it waits, when it is due.
     webhooks: Vec<(crate::Webhook, Option<i64>)>,
+    /// Fired slots of each scheduled template, and the job that stood for each.
+    firings: HashMap<TemplateName, BTreeMap<i64, Option<JobToken>>>,
 }
 
 struct Job {
@@ -105,25 +107,9 @@ impl State {
             .ok_or_else(|| StoreError::Corrupt(format!("no job {token}")))
     }
 
-    /// Removes a job with its log and the idempotency keys that stand for it.
-    fn remove(&mut self, token: JobToken) {
-        self.jobs.remove(&token);
-        self.keys.retain(|_, (_, job, _)| *job != token);
-    }
-}
-
-#[async_trait]
-impl JobStore for MemoryStore {
-    fn instance_id(&self) -> &str {
-        &self.instance
-    }
-
-    async fn create_job_from(
-        &self,
-        job: NewJob,
-        source: TriggerSource,
-    ) -> Result<Created, StoreError> {
-        let mut state = self.state();
+    /// Records a new job (see [`JobStore::create_job_from`]).
+    fn create(&mut self, job: NewJob, source: TriggerSource) -> Result<Created, StoreError> {
+        let state = self;
         if let Some(idem) = &job.idempotency {
             match state.keys.get(&idem.key) {
                 Some((fingerprint, token, used_ms)) if *used_ms >= idem.not_before_ms => {
@@ -169,6 +155,39 @@ impl JobStore for MemoryStore {
             },
         );
         Ok(Created { token, fresh: true })
+    }
+
+    /// Records a firing unless one of the template at that slot or a later one is recorded.
+    fn fire(&mut self, firing: &Firing, job: Option<JobToken>) -> bool {
+        let fired = self.firings.entry(firing.template.clone()).or_default();
+        if fired.range(firing.slot_ms..).next().is_some() {
+            return false;
+        }
+        fired.insert(firing.slot_ms, job);
+        let kept = fired.split_off(&firing.slot_ms.saturating_sub(crate::FIRING_HISTORY_MS));
+        *fired = kept;
+        true
+    }
+
+    /// Removes a job with its log and the idempotency keys that stand for it.
+    fn remove(&mut self, token: JobToken) {
+        self.jobs.remove(&token);
+        self.keys.retain(|_, (_, job, _)| *job != token);
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    async fn create_job_from(
+        &self,
+        job: NewJob,
+        source: TriggerSource,
+    ) -> Result<Created, StoreError> {
+        self.state().create(job, source)
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
@@ -471,6 +490,40 @@ impl JobStore for MemoryStore {
             }
         }
         Ok(recovery)
+    }
+
+    async fn last_firing(&self, template: &TemplateName) -> Result<Option<i64>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .firings
+            .get(template)
+            .and_then(|fired| fired.last_key_value())
+            .map(|(slot, _)| *slot))
+    }
+
+    async fn create_scheduled_job(
+        &self,
+        firing: &Firing,
+        mut job: NewJob,
+    ) -> Result<Option<JobToken>, StoreError> {
+        let mut state = self.state();
+        if !state.fire(firing, None) {
+            return Ok(None);
+        }
+        job.idempotency = None;
+        let created = state.create(job, TriggerSource::Schedule)?;
+        if let Some(fired) = state.firings.get_mut(&firing.template) {
+            fired.insert(firing.slot_ms, Some(created.token));
+        }
+        Ok(Some(created.token))
+    }
+
+    async fn record_firing(
+        &self,
+        firing: &Firing,
+        existing: Option<JobToken>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.state().fire(firing, existing))
     }
 }
 

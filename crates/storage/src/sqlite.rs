@@ -14,12 +14,15 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backend::{self, EntryPage, LOG_BUDGET_BYTES, TextPage, decode_variables};
-use crate::{Created, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError, dump};
+use crate::{
+    Created, Firing, JobRecord, JobStore, NewJob, Recovery, RetentionRule, StoreError, dump,
+};
 
 mod committed;
 mod infra;
 use committed::Committed;
 mod migrations;
+mod schedules;
 mod writer;
 
 use writer::Command;
@@ -610,6 +613,44 @@ impl JobStore for SqliteStore {
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
         let message = message.to_owned();
         self.in_batch(move |tx| recover(tx, &message, at_ms)).await
+    }
+
+    async fn last_firing(&self, template: &TemplateName) -> Result<Option<i64>, StoreError> {
+        let template = template.clone();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT max(slot_ms) FROM schedule_firings WHERE template = ?1")?
+                .query_row([template.as_str()], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn create_scheduled_job(
+        &self,
+        firing: &Firing,
+        mut job: NewJob,
+    ) -> Result<Option<JobToken>, StoreError> {
+        let firing = firing.clone();
+        job.idempotency = None;
+        self.in_batch(move |tx| {
+            if !schedules::fire(tx, &firing, None)? {
+                return Ok(None);
+            }
+            let created = writer::insert_job(tx, &job, TriggerSource::Schedule)?;
+            schedules::link(tx, &firing, created.token)?;
+            Ok(Some(created.token))
+        })
+        .await
+    }
+
+    async fn record_firing(
+        &self,
+        firing: &Firing,
+        existing: Option<JobToken>,
+    ) -> Result<bool, StoreError> {
+        let firing = firing.clone();
+        self.in_batch(move |tx| schedules::fire(tx, &firing, existing))
+            .await
     }
 }
 

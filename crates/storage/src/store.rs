@@ -218,6 +218,48 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// its log as an `ERROR` entry; returns those jobs and the `Pending` jobs in the order they
     /// were created, so they can run.
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError>;
+
+    /// The latest slot of `template`'s schedule recorded as fired, if any (see
+    /// [`JobStore::create_scheduled_job`]).
+    async fn last_firing(&self, template: &TemplateName) -> Result<Option<i64>, StoreError>;
+
+    /// Records that a schedule fired `firing`'s slot and, in the same transaction, creates `job`
+    /// as a `Pending` job triggered by the schedule (`job.idempotency` is not looked at).
+    /// `None`, with nothing written, when a firing of the template at that slot or a later one
+    /// is recorded already: the slot has been fired, by this process before a restart or by
+    /// another node. Because the record and the job commit together, a crash leaves both or
+    /// neither. Firings older than [`FIRING_HISTORY_MS`] before the new one are forgotten.
+    async fn create_scheduled_job(
+        &self,
+        firing: &Firing,
+        job: NewJob,
+    ) -> Result<Option<JobToken>, StoreError>;
+
+    /// Records that a schedule fired `firing`'s slot without a new job: the template's policy
+    /// refused it, or `existing` (a job already waiting) stands for it. `false`, with nothing
+    /// written, in the case [`JobStore::create_scheduled_job`] answers `None` for.
+    async fn record_firing(
+        &self,
+        firing: &Firing,
+        existing: Option<JobToken>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// How long a template's recorded firings are kept before its newest one, in milliseconds. Only
+/// the newest matters (a slot at or before it never fires again); older ones are kept a while
+/// so that a node whose clock lags the others', working on a slot the newest has passed, still
+/// finds its slot recorded.
+pub const FIRING_HISTORY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A slot of a template's schedule, recorded before its job is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    /// The scheduled template.
+    pub template: TemplateName,
+    /// The slot's time, in milliseconds since the Unix epoch.
+    pub slot_ms: i64,
+    /// When the firing was recorded.
+    pub at_ms: i64,
 }
 
 /// A job about to be recorded.

@@ -72,7 +72,7 @@ fn errors_name_line_and_column() {
     );
     check_err(
         "plan = ''\nbogus = 1\n",
-        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`, `servers`, `roles`, `environments`, `parallel_servers`, `outputs`, `notify`",
+        "2:1: unknown field `bogus`, expected one of `description`, `allow_api`, `api_key`, `api_key_sha256`, `plan`, `variables`, `allow_undeclared_variables`, `max_concurrent`, `on_limit`, `timeout`, `retain_days`, `servers`, `roles`, `environments`, `parallel_servers`, `outputs`, `notify`, `schedule`, `schedule_timezone`, `missed`",
     );
     check_err(
         "plan = ''\napi_key = 'a'\napi_key_sha256 = 'b'\n",
@@ -371,4 +371,63 @@ fn refuses_bad_notify_tables() {
     );
     let err = load("plan = \"\"\n[[notify]]\nurl = \"http://h/\"\nheaders = 1\n").unwrap_err();
     assert!(err.to_string().contains("unknown field"), "{err}");
+}
+
+#[test]
+fn schedules_are_read_with_their_zone_and_missed_policy() {
+    let t = load("plan = ''\n").unwrap();
+    assert!(t.schedule.is_none());
+    let t = load(
+        "plan = ''\nschedule = '0 2 * * *'\nschedule_timezone = 'Europe/Berlin'\nmissed = 'run_once'\n",
+    )
+    .unwrap();
+    let schedule = t.schedule.unwrap();
+    assert_eq!(schedule.expression(), "0 2 * * *");
+    assert_eq!(schedule.zone(), "Europe/Berlin");
+    assert_eq!(schedule.missed(), crate::Missed::RunOnce);
+    let t = load("plan = ''\nschedule = '@hourly'\n").unwrap();
+    let schedule = t.schedule.unwrap();
+    assert_eq!(schedule.zone(), "UTC");
+    assert_eq!(schedule.missed(), crate::Missed::Skip);
+}
+
+#[test]
+fn schedule_mistakes_are_placed_in_the_file() {
+    check_err(
+        "plan = ''\nschedule = '* * *'\n",
+        "2:12: schedule must have 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; found 3",
+    );
+    check_err(
+        "plan = ''\nschedule = '@daily'\nschedule_timezone = 'Berlin'\n",
+        "3:21: schedule_timezone \"Berlin\" is not an IANA time zone name (such as Europe/Berlin)",
+    );
+    check_err(
+        "plan = ''\nschedule_timezone = 'UTC'\nmissed = 'skip'\n",
+        "2:21: schedule_timezone needs a schedule\n3:10: missed needs a schedule",
+    );
+    let err = load("plan = ''\nschedule = '@daily'\nmissed = 'twice'\n").unwrap_err();
+    assert!(
+        err.to_string().starts_with("3:10: unknown variant `twice`"),
+        "{err}"
+    );
+    check_err(
+        "plan = ''\nschedule = '@daily'\n[variables.Target]\nrequired = true\n",
+        "2:12: variable Target is required but has no default, and a scheduled job gets no variables",
+    );
+    // With a default, a required variable is fine.
+    load("plan = ''\nschedule = '@daily'\n[variables.Target]\nrequired = true\ndefault = 'a'\n")
+        .unwrap();
+}
+
+#[test]
+fn scheduled_for_is_built_in() {
+    let t = load("plan = ''\n").unwrap();
+    assert!(
+        t.check_variables(&vars(&[("ScheduledFor", "2026-01-01T00:00:00Z")]))
+            .is_err()
+    );
+    check_err(
+        "plan = ''\n[variables]\nscheduledfor = 'x'\n",
+        "3:16: variable scheduledfor is built in: only the engine sets it, a template cannot declare it",
+    );
 }

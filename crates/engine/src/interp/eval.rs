@@ -350,6 +350,17 @@ impl Ctx {
                 arity(0)?;
                 Value::Scalar(self.shared.token.to_string())
             }
+            (Sigil::Scalar, "scheduledfor") => {
+                arity(0)?;
+                // The scheduler's value, kept among the globals (see `interp::run`), which a
+                // plan cannot assign; empty in a job no schedule made.
+                let key = ('$', "scheduledfor".to_owned());
+                let globals = self.env.globals.lock().expect("globals lock");
+                match globals.get(&key) {
+                    Some(Value::Scalar(slot)) => Value::Scalar(slot.clone()),
+                    _ => Value::Scalar(String::new()),
+                }
+            }
             (Sigil::Scalar, "servername") => {
                 arity(0)?;
                 Value::Scalar(self.server_name())

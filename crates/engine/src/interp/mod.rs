@@ -118,11 +118,11 @@ pub(crate) async fn run(
     place: Place,
     scope: ScopePath,
 ) -> Result<(ExecState, value::Globals), StoreError> {
-    // The built-in variables answer before any job variable; one of their names reaching here
-    // (the trigger and template checks refuse them) is dropped so it cannot shadow anything.
+    // Built-ins answer before any job variable; one reaching here (triggers and templates cannot
+    // give one) is dropped, but for the scheduler's `ScheduledFor`, which its built-in reads.
     let globals = variables
         .iter()
-        .filter(|(name, _)| !name.is_built_in())
+        .filter(|(name, _)| !name.is_built_in() || name.key() == "scheduledfor")
         .map(|(name, value)| {
             (
                 ('$', name.key().to_owned()),

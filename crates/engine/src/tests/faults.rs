@@ -124,6 +124,23 @@ impl JobStore for Faulty {
     async fn recover(&self, message: &str, at_ms: i64) -> Result<Recovery, StoreError> {
         self.inner.recover(message, at_ms).await
     }
+    async fn last_firing(&self, template: &TemplateName) -> Result<Option<i64>, StoreError> {
+        self.inner.last_firing(template).await
+    }
+    async fn create_scheduled_job(
+        &self,
+        firing: &holt_storage::Firing,
+        job: NewJob,
+    ) -> Result<Option<JobToken>, StoreError> {
+        self.inner.create_scheduled_job(firing, job).await
+    }
+    async fn record_firing(
+        &self,
+        firing: &holt_storage::Firing,
+        existing: Option<JobToken>,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_firing(firing, existing).await
+    }
     fn watch_committed(&self, token: JobToken) -> tokio::sync::watch::Receiver<u64> {
         self.inner.watch_committed(token)
     }

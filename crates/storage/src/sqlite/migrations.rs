@@ -95,6 +95,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhooks_due ON webhooks (next_ms) WHERE done = 0;
     CREATE INDEX webhooks_job ON webhooks (job_id);",
+    // 8: the slots schedules fired, recorded before (or with) their jobs: the key decides that
+    // a slot fires once. `job_id` is the job that stood for the slot, if any (retention may
+    // have deleted it since).
+    "CREATE TABLE schedule_firings (
+        template    TEXT    NOT NULL,
+        slot_ms     INTEGER NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        job_id      INTEGER,
+        PRIMARY KEY (template, slot_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

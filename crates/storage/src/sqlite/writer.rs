@@ -327,7 +327,7 @@ fn step<T>(result: Result<T, StoreError>) -> Result<Result<T, StoreError>, Strin
     }
 }
 
-fn insert_job(
+pub(super) fn insert_job(
     tx: &Transaction<'_>,
     job: &NewJob,
     source: TriggerSource,
