@@ -243,9 +243,11 @@ async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing() {
     })
     .await;
     serving.abort();
-    let seen = seen.lock().unwrap();
-    assert!(seen.requests.is_empty(), "{seen:?}");
-    assert!(seen.failed_handshakes >= 1, "{seen:?}");
+    {
+        let seen = seen.lock().unwrap();
+        assert!(seen.requests.is_empty(), "{seen:?}");
+        assert!(seen.failed_handshakes >= 1, "{seen:?}");
+    }
     let server_log = holtd.server_log();
     let failed = server_log
         .lines()
