@@ -3,6 +3,8 @@
 //! describes the job with its outputs, and its signature verifies under the key holtd read
 //! from its environment, which never appears in holtd's log.
 
+mod tls;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

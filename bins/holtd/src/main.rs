@@ -194,6 +194,10 @@ struct ServeArgs {
     /// `offset`.
     #[arg(long, default_value_t = HttpConfig::default().max_stream_duration.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     max_stream_seconds: u64,
+    /// A PEM file of CA certificates trusted for `https://` webhooks, besides the public web
+    /// PKI roots (for internal receivers). Certificates are always verified.
+    #[arg(long, env = "HOLT_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<PathBuf>,
 }
 
 /// Seconds as a duration, refusing values no clock can add (the configuration's own ranges
@@ -380,6 +384,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let catalog =
         load_templates(&args.templates).map_err(|e| format!("templates not loaded:\n{e}"))?;
     let (engine_config, http_config) = configs(&args)?;
+    let webhooks = match &args.webhook_ca_file {
+        Some(path) => holt_http::WebhookClient::with_ca_file(path)?,
+        None => holt_http::WebhookClient::new(),
+    };
     let http_ui_on = !http_config.admin_keys.is_empty();
     let credentials = match &args.credentials {
         Some(path) => holt_storage::credentials::load_file(path)
@@ -443,7 +451,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%addr, templates = engine.templates().len(), "holtd ready");
 
     engine.set_credentials(credentials);
-    engine.deliver_webhooks(std::sync::Arc::new(holt_http::WebhookClient));
+    engine.deliver_webhooks(Arc::new(webhooks));
     tokio::spawn(reload_on_hangup(
         engine.clone(),
         args.templates.clone(),

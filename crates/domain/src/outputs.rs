@@ -147,9 +147,9 @@ pub fn is_env_name(name: &str) -> bool {
         && name.len() <= 128
 }
 
-/// Why a webhook URL is refused, if it is: it must be `http://` with a host, at most
-/// [`Notify::MAX_URL_BYTES`] long, with no spaces or control characters. `https://` is
-/// refused for now: holtd has no TLS client yet (send to a local relay that adds TLS).
+/// Why a webhook URL is refused, if it is: it must be `http://` or `https://` with a host and
+/// no user information, at most [`Notify::MAX_URL_BYTES`] long, with no spaces or control
+/// characters.
 pub fn url_problem(url: &str) -> Option<String> {
     if url.len() > Notify::MAX_URL_BYTES {
         return Some(format!(
@@ -161,14 +161,8 @@ pub fn url_problem(url: &str) -> Option<String> {
         return Some("url must not contain spaces or control characters".into());
     }
     let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Some(
-                "https:// is not supported yet (holtd has no TLS client); use http://, e.g. to a local relay"
-                    .into(),
-            );
-        }
-        _ => return Some("url must start with http://".into()),
+        Some(("http" | "https", rest)) => rest,
+        _ => return Some("url must start with http:// or https://".into()),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
@@ -199,8 +193,12 @@ mod tests {
     fn urls_are_checked() {
         assert_eq!(url_problem("http://127.0.0.1:9/x"), None);
         assert_eq!(url_problem("http://h:8080/x?y"), None);
+        assert_eq!(url_problem("https://hooks.example.com/x?y"), None);
+        assert_eq!(url_problem("https://127.0.0.1:8443/"), None);
         for bad in [
-            "https://h/",
+            "https://a:b@h/",
+            "https:///x",
+            "HTTPS://h/",
             "http://a@h/x",
             "ftp://h/",
             "h/x",

@@ -315,7 +315,7 @@ fn reads_outputs_and_notify_tables() {
 plan = "set $Version = 1;"
 outputs = ["Version", "ArtifactUrl"]
 [[notify]]
-url = "http://hooks.example.com/holt?k=1"
+url = "https://hooks.example.com/holt?k=1"
 on = ["Error", "Succeeded"]
 secret_env = "HOLT_HOOK_KEY"
 [[notify]]
@@ -359,7 +359,7 @@ fn refuses_secret_built_in_and_repeated_outputs() {
 fn refuses_bad_notify_tables() {
     check_err(
         "plan = \"\"\n[[notify]]\nurl = \"ftp://h/\"\n",
-        "3:7: notify: url must start with http://",
+        "3:7: notify: url must start with http:// or https://",
     );
     check_err(
         "plan = \"\"\n[[notify]]\nurl = \"http://h/\"\non = [\"Pending\"]\n",
