@@ -370,6 +370,12 @@ async fn the_example_nightly_report_runs_on_its_schedule() {
     );
     assert!(log.contains("Filesystem"), "{log}");
     assert!(log.contains("load average"), "{log}");
+    // Its declared output is the slot it ran for.
+    let outputs = holtd
+        .get(&format!("/api/jobs/outputs?token={token}&key=nightly-key"))
+        .await;
+    assert_eq!(outputs.status, 200, "{}", outputs.body);
+    assert_eq!(json(&outputs.body), serde_json::json!({ "Slot": slot }));
     // The operators' listing of templates shows the schedule.
     let reply = holtd
         .request("GET", "/api/templates/list", &[("x-apikey", ADMIN)], "")

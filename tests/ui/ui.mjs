@@ -180,6 +180,8 @@ const scenarios = {
     await signIn(page, '/templates');
     const form = page.locator(`form.trigger[data-template="${template}"]`);
     await form.waitFor();
+    const card = await page.locator(`#template-${template}`).textContent();
+    check(card.includes('outputs: Artifact'), 'the template names its outputs: ' + card);
     await shot(page, 'templates');
     // A value that breaks the pattern, and a required variable left empty.
     await form.locator('[name="Version"]').fill('1.x');

@@ -213,6 +213,7 @@ fn template_json(template: &Template) -> Value {
             "timezone": s.zone(),
             "missed": s.missed().as_str(),
         })),
+        "outputs": template.outputs.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
     })
 }
 

@@ -580,6 +580,10 @@
     if (t.max_concurrent) policy.push('at most ' + t.max_concurrent + ' at once');
     if (t.timeout_seconds) policy.push('timeout ' + t.timeout_seconds + ' s');
     if (t.has_key) policy.push('has its own API key');
+    if (t.schedule) {
+      policy.push('runs on schedule ' + t.schedule.cron + ' (' + t.schedule.timezone + ', missed: ' + t.schedule.missed + ')');
+    }
+    if (t.outputs && t.outputs.length) policy.push('outputs: ' + t.outputs.join(', '));
     return el('section', { class: 'template', id: 'template-' + t.name },
       el('h2', {}, t.name),
       t.description ? el('p', {}, t.description) : null,
