@@ -3,27 +3,15 @@
 
 use std::sync::Arc;
 
-use holt_domain::{JobStatus, JobToken, Template, TemplateName, TriggerSource, VarName};
+use holt_domain::{JobSummary, JobToken, Template, TriggerSource, VarName};
 
 use crate::{Engine, EngineError, Triggered};
 
 /// A job as an operator sees it: never a secret's value.
 #[derive(Debug, Clone)]
 pub struct JobView {
-    /// Its token.
-    pub token: JobToken,
-    /// The template it was created from.
-    pub template: TemplateName,
-    /// Its status now.
-    pub status: JobStatus,
-    /// What triggered it.
-    pub source: TriggerSource,
-    /// When it was created, in milliseconds since the epoch.
-    pub created_ms: i64,
-    /// When it started executing.
-    pub started_ms: Option<i64>,
-    /// When it ended.
-    pub finished_ms: Option<i64>,
+    /// What a listing shows of it, its status as of now.
+    pub job: JobSummary,
     /// Its variables in name order; `None` for a secret's value.
     pub variables: Vec<(VarName, Option<String>)>,
 }
@@ -53,13 +41,15 @@ impl Engine {
             .collect();
         variables.sort_by(|(a, _), (b, _)| a.key().cmp(b.key()));
         Ok(Some(JobView {
-            token,
-            template: record.template,
-            status,
-            source: record.source,
-            created_ms: record.created_ms,
-            started_ms: record.started_ms,
-            finished_ms: record.finished_ms,
+            job: JobSummary {
+                token,
+                template: record.template,
+                status,
+                source: record.source,
+                created_ms: record.created_ms,
+                started_ms: record.started_ms,
+                finished_ms: record.finished_ms,
+            },
             variables,
         }))
     }

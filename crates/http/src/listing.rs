@@ -119,16 +119,9 @@ pub(crate) async fn show(app: Arc<App>, req: Request<Incoming>) -> Answer {
             json!({ "name": name.as_str(), "value": value, "secret": value.is_none() })
         })
         .collect();
-    Ok(json_response(json!({
-        "token": job.token.to_string(),
-        "template": job.template.as_str(),
-        "status": job.status.as_str(),
-        "source": job.source.as_str(),
-        "created": time(Some(job.created_ms)),
-        "started": time(job.started_ms),
-        "finished": time(job.finished_ms),
-        "variables": variables,
-    })))
+    let mut shown = job_json(&job.job);
+    shown["variables"] = Value::Array(variables);
+    Ok(json_response(shown))
 }
 
 pub(crate) async fn rerun(app: Arc<App>, req: Request<Incoming>) -> Answer {
