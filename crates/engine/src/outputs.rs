@@ -1,7 +1,7 @@
 //! A job's outputs: the final values of the variables its template declares as outputs, taken
 //! when the plan has ended and recorded with the job's terminal status.
 
-use holt_domain::{JobToken, LogLevel, Outputs, ScopePath, Template};
+use holt_domain::{JobStatus, JobToken, LogLevel, Outputs, ScopePath, Template};
 
 use crate::EngineError;
 use crate::engine::Engine;
@@ -48,5 +48,14 @@ impl Engine {
     /// unknown job.
     pub async fn outputs(&self, token: JobToken) -> Result<Option<Outputs>, EngineError> {
         Ok(self.inner.store.outputs(token).await?)
+    }
+
+    /// A job's status as the store has committed it, which on a cluster may be terminal a
+    /// moment before this node's own view of a job it runs. `None` for an unknown job.
+    pub async fn committed_status(
+        &self,
+        token: JobToken,
+    ) -> Result<Option<JobStatus>, EngineError> {
+        Ok(self.inner.store.status(token).await?)
     }
 }

@@ -18,7 +18,14 @@ use crate::routes::{Answer, App, Refusal, job_for, read_call, text};
 /// as a JSON object (empty before its end); its status in `X-Holt-Status`.
 pub(crate) async fn outputs(app: Arc<App>, req: Request<Incoming>) -> Answer {
     let mut call = read_call(&app, req).await?;
-    let (token, status) = job_for(&app, &mut call).await?;
+    let (token, mut status) = job_for(&app, &mut call).await?;
+    // On a cluster a job's committed end can be seen (by a `run` that waited on it) a moment
+    // before this node's own view of the job it runs turns terminal: the store decides.
+    if !status.is_terminal()
+        && let Some(committed) = app.engine.committed_status(token).await?
+    {
+        status = committed;
+    }
     let outputs = read_outputs(&app, token, status).await?;
     let mut response = json(outputs.to_json());
     response
