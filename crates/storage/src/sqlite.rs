@@ -345,14 +345,8 @@ impl JobStore for SqliteStore {
         status: JobStatus,
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        self.request(|ack| Command::SetStatus {
-            token,
-            status,
-            at_ms,
-            outputs: None,
-            ack,
-        })
-        .await
+        // A status without outputs is an end without them (or a start): one command serves both.
+        self.end_job(token, status, at_ms, &Outputs::new()).await
     }
 
     async fn end_job(
